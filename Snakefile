@@ -1,0 +1,18 @@
+# deepfake-xai: the CVIP 2023 TrueFace study as one DAG. Thin on purpose: configuration and helpers
+# live in workflow/rules/common.smk, one rule file per stage, code in src/deepfake_xai/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,87 @@
+"""Derived views of a validated workflow config: per-model settings, the training grid, cache keys.
+
+Plain dictionaries in, plain dictionaries out: Snakemake (after ``snakemake.utils.validate``), the
+DVC stages and the command line all resolve a model's settings through these same functions.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+from typing import Iterable
+
+from .data.layout import PLATFORM_PARTS
+from .models import REGISTRY, info
+
+TEST_PARTS = PLATFORM_PARTS  # test sets that are inferred; "combined" is pooled from them
+# Keys that shape the cached images; models sharing them share one cache.
+CACHE_KEYS = ("resize", "center_crop")
+
+
+def model_settings(config: dict, name: str) -> dict:
+    """``train`` defaults overlaid with the model's own overrides, plus arch and target layer."""
+    models = config["models"]
+    if name not in models:
+        raise KeyError(f"model {name!r} is not in the config's models ({', '.join(models)})")
+    own = dict(models[name] or {})
+    merged = {**config.get("train", {}), **own}
+    mi = info(name, own.get("arch"), own.get("target_layer"))
+    merged["arch"], merged["target_layer"] = mi.arch, mi.target_layer
+    return merged
+
+
+def cache_name(settings: dict) -> str:
+    """File stem of the image cache a model reads, e.g. ``native_c64`` or ``r256_c224``."""
+    resize = settings.get("resize")
+    return f"{'native' if resize is None else f'r{resize}'}_c{settings['center_crop']}"
+
+
+def cache_settings(config: dict, name: str) -> dict:
+    s = model_settings(config, name)
+    return {k: s.get(k) for k in CACHE_KEYS}
+
+
+def training_pairs(config: dict) -> list[tuple[str, str]]:
+    """(model, train_set) pairs to train, in a stable order, without duplicates."""
+    grid = config.get("grid")
+    blocks: Iterable[tuple[list[str], list[str]]]
+    if grid:
+        blocks = [(b["models"], b["train_sets"]) for b in grid]
+    else:
+        blocks = [(list(config["models"]), list(config["train_sets"]))]
+    seen: dict[tuple[str, str], None] = {}
+    for models, train_sets in blocks:
+        for pair in product(models, train_sets):
+            seen.setdefault(pair, None)
+    return list(seen)
+
+
+def cells(config: dict) -> list[tuple[str, str, str]]:
+    """Every (model, train_set, test_set) table cell the config asks for."""
+    return [(m, tr, te) for m, tr in training_pairs(config) for te in config["test_sets"]]
+
+
+def check(config: dict) -> None:
+    """Cross-key checks the schema cannot express; raise ``ValueError`` naming the key and value."""
+    models = config["models"]
+    for block in config.get("grid") or []:
+        for m in block["models"]:
+            if m not in models:
+                raise ValueError(
+                    f"grid: model {m!r} is not defined under models (defined: {', '.join(models)})"
+                )
+    for name in models:
+        s = model_settings(config, name)
+        if s["image_size"] > s["center_crop"]:
+            raise ValueError(
+                f"models.{name}: image_size={s['image_size']} is larger than "
+                f"center_crop={s['center_crop']} (the model input is cropped from the cached image)"
+            )
+        if s.get("resize") is not None and s["center_crop"] > s["resize"]:
+            raise ValueError(
+                f"models.{name}: center_crop={s['center_crop']} is larger than resize={s['resize']}"
+            )
+
+
+def unknown_archs(config: dict) -> list[str]:
+    """Archs outside the built-in registry (these need a timm lookup)."""
+    return sorted({model_settings(config, n)["arch"] for n in config["models"]} - set(REGISTRY))

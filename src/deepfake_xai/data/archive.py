@@ -1,0 +1,110 @@
+"""Safe archive extraction: every member is checked before anything is written.
+
+Refused: absolute paths, ``..`` that leaves the target, symbolic and hard links that point outside
+it, and device files or FIFOs. The archive is extracted into a temporary folder beside the target
+and renamed into place, so the target is never half-extracted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+
+class UnsafeArchiveError(ValueError):
+    pass
+
+
+def _inside(base: PurePosixPath, rel: str) -> bool:
+    """Whether ``rel`` (relative to ``base``, an archive-internal dir) stays inside the root."""
+    parts: list[str] = list(base.parts)
+    for comp in PurePosixPath(rel).parts:
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not parts:
+                return False
+            parts.pop()
+        else:
+            parts.append(comp)
+    return True
+
+
+def _check_name(archive: Path, name: str) -> None:
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path")
+    if not _inside(PurePosixPath(), name.replace("\\", "/")):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} escapes the target folder")
+
+
+def check_tar(archive: Path, tf: tarfile.TarFile) -> None:
+    for m in tf.getmembers():
+        _check_name(archive, m.name)
+        if m.issym():
+            if m.linkname.startswith("/") or not _inside(PurePosixPath(m.name).parent, m.linkname):
+                raise UnsafeArchiveError(
+                    f"{archive}: symlink {m.name!r} -> {m.linkname!r} points outside the target folder"
+                )
+        elif m.islnk():
+            if m.linkname.startswith("/") or not _inside(PurePosixPath(), m.linkname):
+                raise UnsafeArchiveError(
+                    f"{archive}: hard link {m.name!r} -> {m.linkname!r} points outside the target folder"
+                )
+        elif not (m.isfile() or m.isdir()):
+            raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device file or FIFO")
+
+
+def check_zip(archive: Path, zf: zipfile.ZipFile) -> None:
+    for info in zf.infolist():
+        _check_name(archive, info.filename)
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            target = zf.read(info).decode("utf-8", "replace")
+            if target.startswith("/") or not _inside(PurePosixPath(info.filename).parent, target):
+                raise UnsafeArchiveError(
+                    f"{archive}: symlink {info.filename!r} -> {target!r} points outside the target folder"
+                )
+
+
+def extract_into(archive: str | Path, target: str | Path) -> None:
+    """Extract one archive (tar, tar.gz/bz2/xz, zip) into ``target`` after checking every member."""
+    archive, target = Path(archive), Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            check_zip(archive, zf)
+            for info in zf.infolist():
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    dest = target / info.filename
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    os.symlink(zf.read(info).decode(), dest)
+                else:
+                    zf.extract(info, target)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            check_tar(archive, tf)
+            tf.extractall(target, filter="data")
+    else:
+        raise UnsafeArchiveError(f"{archive}: not a tar or zip archive")
+
+
+def extract_all(archives: list[str | Path], target: str | Path) -> Path:
+    """Extract every archive into ``target`` (replaced as a whole once all succeeded)."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        for archive in archives:
+            extract_into(archive, tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    return target

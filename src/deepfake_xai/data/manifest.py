@@ -1,0 +1,337 @@
+"""Manifest builder: one Parquet row per image file, with labels derived from the TrueFace layout
+and leakage-free splits.
+
+Layout discovery reads each path's components instead of assuming fixed depths, so it accepts the
+TrueFace layout with or without ``Train/``/``Test/`` levels (above or below the pre/post-social
+folders) and extra sub-folders. A path that does not fit raises :class:`LayoutError`, naming it.
+
+Splits are made by ``source_id`` (the pre-social image a shared copy came from), never by file:
+all copies of one image land in the same split on every platform. Dataset-provided Train/Test
+folders are respected; ``val`` is carved from train by group.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from . import layout
+from .images import DEFAULT_MAX_PIXELS, BadImage, inspect_image, walk_files
+
+MANIFEST_COLUMNS = [
+    "image_id", "path", "label", "generator", "psi", "platform", "source_id", "split",
+    "width", "height", "format", "mode", "bytes",
+    "evidence_x0", "evidence_y0", "evidence_x1", "evidence_y1",
+]
+# Files that may sit in a dataset root and are not images.
+SIDECAR_NAMES = {layout.EVIDENCE_FILE, "readme", "readme.md", "readme.txt", "license", "license.txt",
+                 "sha256sums", "md5sums", "checksums.txt"}
+
+_PRE = re.compile(r"^(truefaces?[_\- ]?)?pre[_\- ]?social$", re.I)
+_POST = re.compile(r"^(truefaces?[_\- ]?)?post[_\- ]?social$", re.I)
+_PSI = re.compile(r"psi[_\-]?([0-9]+(?:\.[0-9]+)?)", re.I)
+_SPLIT_DIRS = {"train": "train", "training": "train", "test": "test", "testing": "test",
+               "val": "val", "validation": "val"}
+
+
+class LayoutError(ValueError):
+    """A path that does not fit the TrueFace layout."""
+
+
+class ManifestError(RuntimeError):
+    """The dataset as a whole is unusable (too many rejected files, no images, ...)."""
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    label: int
+    generator: str
+    psi: float | None
+    platform: str
+    source_id: str
+    dataset_split: str | None
+
+    @property
+    def image_id(self) -> str:
+        return f"{self.platform}/{self.source_id}"
+
+
+def parse_path(rel: str | PurePosixPath) -> PathInfo:
+    """Derive label, generator, psi, platform and source_id from a path relative to the root."""
+    rel = PurePosixPath(rel)
+    parts = list(rel.parts)
+    splits = {_SPLIT_DIRS[p.lower()] for p in parts[:-1] if p.lower() in _SPLIT_DIRS}
+    if len(splits) > 1:
+        raise LayoutError(f"{rel}: more than one split folder ({', '.join(sorted(splits))})")
+    parts = [p for i, p in enumerate(parts) if i == len(parts) - 1 or p.lower() not in _SPLIT_DIRS]
+    pre = [i for i, p in enumerate(parts[:-1]) if _PRE.match(p)]
+    post = [i for i, p in enumerate(parts[:-1]) if _POST.match(p)]
+    if pre:
+        platform, start = "presocial", pre[0] + 1
+    elif post:
+        i = post[0] + 1
+        if i >= len(parts) - 1:
+            raise LayoutError(f"{rel}: no platform folder below {parts[post[0]]}")
+        platform = parts[i].lower()
+        if platform not in layout.POST_PLATFORMS:
+            raise LayoutError(
+                f"{rel}: unknown platform folder {parts[i]!r} (known: "
+                f"{', '.join(layout.PLATFORM_FOLDERS.values())}); remove it from the dataset root "
+                "or list it under data.ignore in the config"
+            )
+        start = i + 1
+    else:
+        raise LayoutError(
+            f"{rel}: not below a TrueFace_PreSocial or TrueFace_PostSocial folder; "
+            "point data.trueface.root at the folder that holds them"
+        )
+    below = parts[start:]
+    if len(below) < 3:
+        raise LayoutError(f"{rel}: expected Real/<source>/... or Fake/<generator>/... below {platform}")
+    kind = below[0].lower()
+    if kind not in ("real", "fake"):
+        raise LayoutError(f"{rel}: expected a Real or Fake folder, found {below[0]!r}")
+    label = int(kind == "fake")
+    generator = below[1].lower()
+    if label == 1 and not generator.startswith("stylegan") and generator not in _extra_generators():
+        raise LayoutError(f"{rel}: unknown generator folder {below[1]!r} below Fake/")
+    psi = None
+    for comp in below[2:-1]:
+        m = _PSI.search(comp)
+        if m:
+            psi = float(m.group(1))
+    stem = PurePosixPath(below[-1]).stem
+    if platform != "presocial":
+        suffix = layout.PLATFORM_SUFFIXES[platform]
+        if stem.upper().endswith(suffix.upper()):
+            stem = stem[: -len(suffix)]
+    source_id = "/".join([*(c.lower() for c in below[:-1]), stem])
+    return PathInfo(label, generator, psi, platform, source_id, splits.pop() if splits else None)
+
+
+def _extra_generators() -> set[str]:
+    return {"gan", "progan", "stylegan3", "diffusion"}
+
+
+def read_evidence(root: Path) -> dict[str, tuple[float, float, float, float]]:
+    """Evidence boxes recorded by the synthetic generator, keyed by relative path (if any)."""
+    path = root / layout.EVIDENCE_FILE
+    if not path.exists():
+        return {}
+    out = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            out[row["path"]] = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+    return out
+
+
+def _group_rank(seed: int, source_id: str) -> str:
+    return hashlib.sha256(f"{seed}:{source_id}".encode()).hexdigest()
+
+
+def assign_splits(
+    df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int
+) -> pd.Series:
+    """Split label per row, decided per ``source_id`` group and stratified by class.
+
+    Within each (label, generator, psi) stratum the groups are ordered by a seeded hash and the first
+    ``test_fraction`` go to test, the next ``val_fraction`` to val. A group some copy of which lies
+    in a dataset ``Test`` folder goes to test as a whole (leakage-free beats the dataset's word), and
+    val is carved from the remaining train groups. Deterministic, and stable per group.
+    """
+    groups = df.groupby("source_id", sort=True).agg(
+        label=("label", "first"), generator=("generator", "first"), psi=("psi", "first"),
+        dataset_split=("dataset_split", lambda s: "test" if (s == "test").any()
+                       else ("val" if (s == "val").any() else ("train" if (s == "train").any() else None))),
+    )
+    groups["rank"] = [_group_rank(seed, sid) for sid in groups.index]
+    split = pd.Series("train", index=groups.index, dtype=object)
+    has_given = groups["dataset_split"].notna().any()
+    strata = groups.groupby(["label", "generator", groups["psi"].fillna(-1.0)], sort=True)
+    for _, g in strata:
+        g = g.sort_values("rank")
+        if has_given:
+            given_test = g.index[g["dataset_split"] == "test"]
+            given_val = g.index[g["dataset_split"] == "val"]
+            split[given_test] = "test"
+            split[given_val] = "val"
+            rest = g.index[~g.index.isin(given_test) & ~g.index.isin(given_val)]
+            n_val = int(round(len(g) * val_fraction)) if len(given_val) == 0 else 0
+            split[rest[:n_val]] = "val"
+        else:
+            n = len(g)
+            n_test = int(round(n * test_fraction))
+            n_val = int(round(n * val_fraction))
+            split[g.index[:n_test]] = "test"
+            split[g.index[n_test : n_test + n_val]] = "val"
+    return df["source_id"].map(split)
+
+
+def dataset_fingerprint(paths_and_sizes: list[tuple[str, int]]) -> str:
+    """A short hash of the file list, stored in the manifest to detect a manifest of another version."""
+    h = hashlib.sha256()
+    for path, size in sorted(paths_and_sizes):
+        h.update(f"{path}\t{size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def build_manifest(
+    root: str | Path,
+    *,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    max_rejected_fraction: float = 0.01,
+    ignore: list[str] | None = None,
+    workers: int = 4,
+    verify: str = "quick",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Walk ``root`` and return (manifest, rejected) DataFrames.
+
+    Raises :class:`ManifestError` if the root is missing or empty, or if more than
+    ``max_rejected_fraction`` of the image files were rejected (the rejected table is attached to
+    the exception as ``.rejected`` so the caller can still write it for inspection).
+    """
+    from tqdm import tqdm
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ManifestError(
+            f"dataset root {root} does not exist: generate it (deepfake-xai synth) or set "
+            "data.trueface.root to your TrueFace copy"
+        )
+    ignore = ignore or []
+    files = [
+        p for p in walk_files(root)
+        if p.name.lower() not in SIDECAR_NAMES and not any(fnmatch(p.as_posix(), pat) for pat in ignore)
+    ]
+    if not files:
+        raise ManifestError(f"dataset root {root} holds no files: is it the right folder?")
+    evidence = read_evidence(root)
+
+    parsed: list[tuple[Path, PathInfo]] = []
+    layout_errors: list[str] = []
+    for rel in files:
+        try:
+            parsed.append((rel, parse_path(rel)))
+        except LayoutError as err:
+            layout_errors.append(str(err))
+    if layout_errors:
+        more = f" (and {len(layout_errors) - 5} more)" if len(layout_errors) > 5 else ""
+        raise ManifestError(
+            f"{len(layout_errors)} path(s) below {root} do not fit the TrueFace layout:\n  "
+            + "\n  ".join(layout_errors[:5]) + more
+        )
+
+    def inspect(item):
+        rel, _ = item
+        try:
+            return inspect_image(root / rel, max_pixels=max_pixels, full=(verify == "full")), None
+        except BadImage as err:
+            return None, str(err)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        results = list(tqdm(pool.map(inspect, parsed), total=len(parsed), desc="read headers",
+                            unit="file", disable=not progress))
+
+    rows, rejected = [], []
+    for (rel, info), (meta, reason) in zip(parsed, results):
+        rel_s = rel.as_posix()
+        if meta is None:
+            rejected.append({"path": rel_s, "reason": reason})
+            continue
+        box = evidence.get(rel_s, (np.nan,) * 4)
+        rows.append({
+            "image_id": info.image_id, "path": rel_s, "label": info.label,
+            "generator": info.generator, "psi": info.psi, "platform": info.platform,
+            "source_id": info.source_id, "dataset_split": info.dataset_split, **meta,
+            "evidence_x0": box[0], "evidence_y0": box[1], "evidence_x1": box[2], "evidence_y1": box[3],
+        })
+    manifest = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "dataset_split"])
+    dup = manifest["image_id"].duplicated(keep="first")
+    for rel_s, iid in zip(manifest.loc[dup, "path"], manifest.loc[dup, "image_id"]):
+        rejected.append({"path": rel_s, "reason": f"duplicate image_id {iid} (same image in two formats?)"})
+    manifest = manifest[~dup].reset_index(drop=True)
+    rejected_df = pd.DataFrame(rejected, columns=["path", "reason"])
+
+    frac = len(rejected_df) / max(1, len(files))
+    if manifest.empty or frac > max_rejected_fraction:
+        err = ManifestError(
+            f"{len(rejected_df)} of {len(files)} files ({frac:.1%}) below {root} were rejected, more "
+            f"than data.max_rejected_fraction={max_rejected_fraction:g}; see rejected.parquet for "
+            "each file's reason, fix or remove them, or raise the limit"
+        )
+        err.rejected = rejected_df
+        raise err
+
+    manifest["split"] = assign_splits(manifest, val_fraction, test_fraction, seed)
+    manifest = manifest.drop(columns=["dataset_split"])
+    manifest["label"] = manifest["label"].astype("int8")
+    manifest["psi"] = manifest["psi"].astype("float64")
+    manifest = manifest.sort_values("image_id", kind="stable").reset_index(drop=True)
+    manifest.attrs["fingerprint"] = dataset_fingerprint(list(zip(manifest["path"], manifest["bytes"])))
+    return manifest[MANIFEST_COLUMNS], rejected_df
+
+
+def summarize(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Counts per platform x label x split (the table printed after a manifest is built)."""
+    counts = (
+        manifest.assign(label=manifest["label"].map({0: "real", 1: "fake"}))
+        .groupby(["platform", "label", "split"]).size().unstack("split", fill_value=0)
+    )
+    for col in ("train", "val", "test"):
+        if col not in counts:
+            counts[col] = 0
+    counts = counts[["train", "val", "test"]]
+    counts["total"] = counts.sum(axis=1)
+    order = {p: i for i, p in enumerate(layout.PLATFORM_PARTS)}
+    counts = counts.reset_index()
+    counts = counts.sort_values(["platform", "label"], key=lambda s: s.map(order) if s.name == "platform" else s)
+    return counts.reset_index(drop=True)
+
+
+def write_manifest(manifest: pd.DataFrame, path: str | Path, dataset: str) -> None:
+    """Write the manifest Parquet atomically with the dataset name and fingerprint as metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..io import atomic_path
+
+    table = pa.Table.from_pandas(manifest, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[b"deepfake_xai.dataset"] = dataset.encode()
+    meta[b"deepfake_xai.fingerprint"] = manifest.attrs.get("fingerprint", "").encode()
+    with atomic_path(path, suffix=".parquet") as tmp:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+
+
+def read_manifest(path: str | Path, dataset: str | None = None) -> pd.DataFrame:
+    """Read a manifest; with ``dataset``, refuse one written for another dataset."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"manifest {path} does not exist: build it first (rule manifest)")
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    found = meta.get(b"deepfake_xai.dataset", b"").decode()
+    missing = [c for c in MANIFEST_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ManifestError(f"{path} is not a deepfake-xai manifest: missing columns {missing}; rebuild it")
+    if dataset is not None and found != dataset:
+        raise ManifestError(
+            f"{path} was written for dataset {found!r}, not {dataset!r}: delete it and rebuild"
+        )
+    df = table.to_pandas()
+    df.attrs["fingerprint"] = meta.get(b"deepfake_xai.fingerprint", b"").decode()
+    return df

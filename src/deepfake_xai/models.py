@@ -1,0 +1,129 @@
+"""Model registry: the paper's seven CNNs by timm name, each with the layer CAM methods explain.
+
+Any other timm architecture works by name too (``models: {convnext_tiny: {}}`` in the config); its
+target layer defaults to the input of the global pool, which is what CAM and Grad-CAM need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+NUM_CLASSES = 2  # 0 real, 1 fake
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    arch: str
+    target_layer: str
+
+
+# The paper's models. target_layer: the last convolutional feature map, i.e. the input of the
+# global pool (vgg19: the last max-pool, which feeds timm's convolutional pre-logits MLP).
+REGISTRY: dict[str, ModelInfo] = {
+    "vgg19": ModelInfo("vgg19", "features.36"),
+    "resnet50": ModelInfo("resnet50", "layer4"),
+    "densenet121": ModelInfo("densenet121", "features.norm5"),
+    "mnasnet_100": ModelInfo("mnasnet_100", "bn2"),
+    "efficientnet_b0": ModelInfo("efficientnet_b0", "bn2"),
+    "efficientnet_b1": ModelInfo("efficientnet_b1", "bn2"),
+    "efficientnet_b2": ModelInfo("efficientnet_b2", "bn2"),
+}
+
+
+class UnknownModelError(ValueError):
+    pass
+
+
+def check_arch(arch: str) -> None:
+    """Raise :class:`UnknownModelError` (with close matches) if timm does not know ``arch``."""
+    import difflib
+
+    import timm
+
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(f"timm has no model named {arch!r}{hint}")
+
+
+def info(name: str, arch: str | None = None, target_layer: str | None = None) -> ModelInfo:
+    """Registry entry of a configured model, with config overrides applied."""
+    base = REGISTRY.get(arch or name)
+    arch = arch or (base.arch if base else name)
+    if target_layer is None:
+        target_layer = base.target_layer if base else ""
+    return ModelInfo(arch, target_layer)
+
+
+def create_model(
+    arch: str,
+    num_classes: int = NUM_CLASSES,
+    pretrained: bool = False,
+    pretrained_file: str | Path | None = None,
+) -> nn.Module:
+    """A timm model with a ``num_classes`` head.
+
+    ``pretrained=True`` uses timm's own download (needs internet). ``pretrained_file`` loads local
+    weights (safetensors, or a PyTorch file read with ``weights_only=True``); tensors whose shape
+    does not match (the 1000-class ImageNet head) are skipped and the new head keeps its init.
+    """
+    import timm
+
+    check_arch(arch)
+    model = timm.create_model(arch, pretrained=pretrained and not pretrained_file, num_classes=num_classes)
+    if pretrained_file:
+        load_backbone(model, pretrained_file)
+    return model
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Weights from a safetensors file or a PyTorch file (never unpickles arbitrary objects)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(
+            f"{path}: not loadable as plain tensors ({err}); convert it to safetensors"
+        ) from None
+    for key in ("state_dict", "model", "model_state"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: expected a dict of tensors (a state dict)")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_backbone(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
+    """Load matching tensors from ``path``; return the skipped and missing keys."""
+    state = read_state_dict(path)
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(f"{path}: no tensor matches the model's parameters (another architecture?)")
+    model.load_state_dict(usable, strict=False)
+    return {
+        "skipped": sorted(set(state) - set(usable)),
+        "missing": sorted(set(own) - set(usable)),
+    }
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def get_module(model: nn.Module, dotted: str) -> nn.Module:
+    """The sub-module at a dotted path such as ``features.norm5`` or ``layer4``."""
+    try:
+        return model.get_submodule(dotted)
+    except AttributeError:
+        raise ValueError(f"model has no layer {dotted!r}") from None

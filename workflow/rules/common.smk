@@ -1,0 +1,82 @@
+# Configuration validation and helper functions shared by every rule file.
+import json
+import re
+from pathlib import Path
+import shlex
+import sys
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from deepfake_xai import config as dxcfg
+from deepfake_xai.models import UnknownModelError, check_arch
+
+# Fails before any job runs, naming the key and the value; fills in the schema's defaults.
+def _validate_config() -> None:
+    """Schema validation with a one-line message (key path, value, rule) instead of the schema dump."""
+    import jsonschema
+
+    try:
+        validate(config, "../schemas/config.schema.yaml")
+    except WorkflowError as err:
+        cause = err.__context__
+        if not isinstance(cause, jsonschema.ValidationError):
+            raise
+        key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
+        raise WorkflowError(
+            f"Invalid config at {key}: {cause.message} "
+            "(the keys and their meaning: workflow/schemas/config.schema.yaml)"
+        ) from None
+
+
+_validate_config()
+try:
+    dxcfg.check(config)
+    for _arch in dxcfg.unknown_archs(config):
+        try:
+            check_arch(_arch)
+        except UnknownModelError as _err:
+            raise ValueError(f"models: {_err}") from None
+except ValueError as _err:
+    raise WorkflowError(f"Invalid config: {_err}") from None
+
+DATASET = config["dataset"]
+RESULTS = f"results/{DATASET}"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+# The interpreter running Snakemake runs the scripts too (no reliance on PATH).
+PY = shlex.quote(sys.executable)
+
+DATA_CFG = config["data"]
+DATA_ROOT = DATA_CFG["root"] or f"resources/{DATASET}/data"
+DATA_GENERATED = DATA_CFG["root"] is None
+
+if not DATA_GENERATED and not Path(DATA_ROOT).is_dir():
+    raise WorkflowError(
+        f"Invalid config: data.root={DATA_ROOT!r} is not a folder; point it at your TrueFace copy "
+        "(the folder holding TrueFace_PreSocial/ and TrueFace_PostSocial/)"
+    )
+if DATA_GENERATED and DATA_CFG["source"] == "trueface" and not DATA_CFG["download"]:
+    raise WorkflowError(
+        "Invalid config: data.source is trueface but neither data.root (an existing copy) nor "
+        "data.download (archive URLs and SHA-256 sums) is set"
+    )
+
+ARCHIVES = {
+    (a.get("name") or a["url"].rstrip("/").rsplit("/", 1)[-1]): a for a in DATA_CFG["download"]
+}
+
+
+def as_json(obj) -> str:
+    """A config section as one JSON argument (quoted with :q in shell commands)."""
+    return json.dumps(obj, sort_keys=True)
+
+
+def manifest_config() -> dict:
+    keys = ("splits", "max_rejected_fraction", "ignore", "workers", "verify")
+    return {k: DATA_CFG[k] for k in keys}
+
+
+def all_targets() -> list[str]:
+    """What `snakemake` with no target builds: every stage's final files for this config."""
+    return [f"{RESULTS}/manifest.parquet"]

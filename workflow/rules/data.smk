@@ -1,0 +1,67 @@
+# Stage 1, data: generate or download the dataset, then the Parquet manifest with leakage-free splits.
+
+if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
+
+    rule synthesize:
+        output:
+            directory(DATA_ROOT),
+        params:
+            cfg=as_json({**DATA_CFG["synthetic"], "platforms": DATA_CFG["platforms"]}),
+        log:
+            f"{LOGS}/synthesize.log",
+        benchmark:
+            f"{BENCH}/synthesize.tsv"
+        threads: DATA_CFG["synthetic"]["workers"]
+        shell:
+            "{PY} workflow/scripts/synth.py --out {output:q} --config-json {params.cfg:q} > {log:q} 2>&1"
+
+
+if DATA_GENERATED and DATA_CFG["source"] == "trueface":
+
+    rule download:
+        output:
+            f"resources/{DATASET}/archives/{{archive}}",
+        params:
+            url=lambda wc: ARCHIVES[wc.archive]["url"],
+            sha256=lambda wc: ARCHIVES[wc.archive]["sha256"],
+        log:
+            f"{LOGS}/download/{{archive}}.log",
+        benchmark:
+            f"{BENCH}/download/{{archive}}.tsv"
+        wildcard_constraints:
+            archive="|".join(re.escape(a) for a in ARCHIVES),
+        shell:
+            "{PY} workflow/scripts/download.py --url {params.url:q} --sha256 {params.sha256:q} "
+            "--out {output:q} > {log:q} 2>&1"
+
+    rule extract:
+        input:
+            expand(f"resources/{DATASET}/archives/{{archive}}", archive=list(ARCHIVES)),
+        output:
+            directory(DATA_ROOT),
+        log:
+            f"{LOGS}/extract.log",
+        benchmark:
+            f"{BENCH}/extract.tsv"
+        shell:
+            "{PY} workflow/scripts/extract.py {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule manifest:
+    input:
+        DATA_ROOT,
+    output:
+        manifest=f"{RESULTS}/manifest.parquet",
+        rejected=f"{RESULTS}/rejected.parquet",
+        summary=f"{RESULTS}/manifest_summary.csv",
+    params:
+        cfg=as_json(manifest_config()),
+    log:
+        f"{LOGS}/manifest.log",
+    benchmark:
+        f"{BENCH}/manifest.tsv"
+    threads: DATA_CFG["workers"]
+    shell:
+        "{PY} workflow/scripts/manifest.py --root {input:q} --dataset {DATASET:q} "
+        "--out {output.manifest:q} --rejected {output.rejected:q} --summary {output.summary:q} "
+        "--config-json {params.cfg:q} > {log:q} 2>&1"
