@@ -90,6 +90,75 @@ def cmd_manifest(args: argparse.Namespace) -> None:
         print(f"  rejected {path}: {reason}")
 
 
+def cmd_cache(args: argparse.Namespace) -> None:
+    from .data.cache import build_cache
+    from .data.manifest import read_manifest
+
+    manifest = read_manifest(args.manifest, args.dataset)
+    n = build_cache(manifest, args.root, args.out, args.index, resize=args.resize,
+                    center_crop=args.center_crop, workers=args.workers, progress=not args.quiet)
+    print(f"cached {n} images ({args.center_crop} px, resize={args.resize}) in {args.out}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .data.cache import ImageCache
+    from .data.manifest import read_manifest
+    from .train import train
+
+    summary = train(
+        cache=ImageCache(args.cache, args.cache_index),
+        manifest=read_manifest(args.manifest, args.dataset),
+        train_set=args.train_set, settings=args.settings_json, out_dir=args.out_dir,
+        threads=args.threads, device=args.device, progress=not args.quiet,
+    )
+    print(f"best epoch {summary['best_epoch']}: val balanced accuracy "
+          f"{summary['best_val_balanced_accuracy']:.4f}; {summary['images_per_s']:.1f} images/s on {summary['device']}")
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from .data.cache import ImageCache
+    from .data.manifest import read_manifest
+    from .evaluate import pool, predict_parts
+    from .io import write_parquet
+
+    if len(args.parts) != len(args.out):
+        raise SystemExit("error: give one --out per --parts entry")
+    preds = predict_parts(weights=args.weights, settings=args.settings_json,
+                          cache=ImageCache(args.cache, args.cache_index),
+                          manifest=read_manifest(args.manifest, args.dataset), parts=args.parts,
+                          batch_size=args.batch_size, threads=args.threads, device=args.device)
+    for part, out in zip(args.parts, args.out):
+        write_parquet(preds[part], out)
+        print(f"{part}: {len(preds[part])} predictions -> {out}")
+    if args.combined:
+        write_parquet(pool(list(preds.values())), args.combined)
+        print(f"combined: {sum(len(p) for p in preds.values())} pooled predictions -> {args.combined}")
+
+
+def cmd_pool(args: argparse.Namespace) -> None:
+    from .evaluate import pool, read_predictions
+    from .io import write_parquet
+
+    pooled = pool([read_predictions(p) for p in args.parts])
+    write_parquet(pooled, args.out)
+    print(f"pooled {len(args.parts)} parts, {len(pooled)} predictions -> {args.out}")
+
+
+def cmd_metrics(args: argparse.Namespace) -> None:
+    from .evaluate import read_prediction_arrays
+    from .io import write_json
+    from .metrics import compute_metrics
+
+    preds = read_prediction_arrays(args.predictions)
+    metrics = compute_metrics(preds, threshold=args.threshold, n_boot=args.bootstrap, seed=args.seed)
+    metrics.update({k: v for k, v in (("model", args.model), ("train_set", args.train_set),
+                                      ("test_set", args.test_set)) if v})
+    write_json(args.out, metrics)
+    ci = metrics["ci95"]["accuracy"]
+    ci_txt = f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
+    print(f"accuracy {metrics['accuracy']:.4f}{ci_txt}, F1 {metrics['f1']:.4f}, n={metrics['n']} -> {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deepfake-xai", description=__doc__)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -133,6 +202,58 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--summary", required=True, help="summary CSV (platform x label x split)")
     s.add_argument("--config-json", type=_json_arg, help="the data config section as JSON")
     s.set_defaults(func=cmd_manifest)
+
+    s = sub.add_parser("cache", help="decode every manifest image once into a uint8 memory-mapped array")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--root", required=True, help="dataset root the manifest paths are relative to")
+    s.add_argument("--out", required=True, help="cache array (.npy)")
+    s.add_argument("--index", required=True, help="cache index (.parquet)")
+    s.add_argument("--resize", type=lambda v: None if v in ("", "none", "None", "null") else int(v))
+    s.add_argument("--center-crop", type=int, required=True)
+    s.add_argument("--workers", type=int, default=1)
+    s.set_defaults(func=cmd_cache)
+
+    def model_inputs(s):
+        s.add_argument("--cache", required=True, help="cache array (.npy)")
+        s.add_argument("--cache-index", required=True)
+        s.add_argument("--manifest", required=True)
+        s.add_argument("--dataset", required=True)
+        s.add_argument("--settings-json", type=_json_arg, required=True,
+                       help="the model's resolved settings (train defaults + model overrides)")
+        s.add_argument("--threads", type=int, default=1)
+        s.add_argument("--device", default="auto", help="cuda, cuda:1, cpu or auto (cuda if available)")
+
+    s = sub.add_parser("train", help="train one model on one train set")
+    model_inputs(s)
+    s.add_argument("--train-set", required=True)
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("predict", help="predictions of a trained model on test parts")
+    model_inputs(s)
+    s.add_argument("--weights", required=True)
+    s.add_argument("--parts", nargs="+", required=True)
+    s.add_argument("--out", nargs="+", required=True, help="one predictions Parquet per part")
+    s.add_argument("--combined", help="also write the parts pooled (the combined test set) here")
+    s.add_argument("--batch-size", type=int, default=128)
+    s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("pool", help="pool parts' predictions into the combined test set")
+    s.add_argument("parts", nargs="+")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_pool)
+
+    s = sub.add_parser("metrics", help="metrics of one table cell from its predictions")
+    s.add_argument("--predictions", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--threshold", type=float, default=0.5)
+    s.add_argument("--bootstrap", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--model")
+    s.add_argument("--train-set")
+    s.add_argument("--test-set")
+    s.set_defaults(func=cmd_metrics)
     return p
 
 

@@ -77,6 +77,38 @@ def manifest_config() -> dict:
     return {k: DATA_CFG[k] for k in keys}
 
 
+MODELS = list(config["models"])
+PAIRS = dxcfg.training_pairs(config)
+PARTS = list(dxcfg.TEST_PARTS)
+COMPUTE = config["compute"]
+
+
+wildcard_constraints:
+    model="|".join(re.escape(m) for m in MODELS),
+    train_set="presocial|facebook|telegram|twitter|combined",
+    part="|".join(PARTS),
+    cache=r"(native|r\d+)_c\d+",
+
+
+def settings_json(wildcards) -> str:
+    """The model's resolved settings: train defaults + its overrides. Only this model's values, so
+    changing one model's hyperparameter re-runs that model's jobs alone."""
+    return as_json(dxcfg.model_settings(config, wildcards.model))
+
+
+def cache_files(wildcards) -> dict[str, str]:
+    name = dxcfg.cache_name(dxcfg.model_settings(config, wildcards.model))
+    return {"npy": f"{RESULTS}/cache/{name}.npy", "index": f"{RESULTS}/cache/{name}.parquet"}
+
+
+def model_dir(model: str, train_set: str) -> str:
+    return f"{RESULTS}/models/{model}/{train_set}"
+
+
+def metrics_files() -> list[str]:
+    return [f"{RESULTS}/metrics/{m}/{tr}/{te}.json" for m, tr, te in dxcfg.cells(config)]
+
+
 def all_targets() -> list[str]:
     """What `snakemake` with no target builds: every stage's final files for this config."""
-    return [f"{RESULTS}/manifest.parquet"]
+    return [f"{RESULTS}/manifest.parquet", *metrics_files()]

@@ -6,14 +6,17 @@ if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
         output:
             directory(DATA_ROOT),
         params:
+            py=PY,
             cfg=as_json({**DATA_CFG["synthetic"], "platforms": DATA_CFG["platforms"]}),
         log:
             f"{LOGS}/synthesize.log",
         benchmark:
             f"{BENCH}/synthesize.tsv"
         threads: DATA_CFG["synthetic"]["workers"]
+        conda:
+            "../../environment.yml"
         shell:
-            "{PY} workflow/scripts/synth.py --out {output:q} --config-json {params.cfg:q} > {log:q} 2>&1"
+            "{params.py} workflow/scripts/synth.py --out {output:q} --config-json {params.cfg:q} > {log:q} 2>&1"
 
 
 if DATA_GENERATED and DATA_CFG["source"] == "trueface":
@@ -22,16 +25,19 @@ if DATA_GENERATED and DATA_CFG["source"] == "trueface":
         output:
             f"resources/{DATASET}/archives/{{archive}}",
         params:
+            py=PY,
             url=lambda wc: ARCHIVES[wc.archive]["url"],
             sha256=lambda wc: ARCHIVES[wc.archive]["sha256"],
         log:
             f"{LOGS}/download/{{archive}}.log",
         benchmark:
             f"{BENCH}/download/{{archive}}.tsv"
+        conda:
+            "../../environment.yml"
         wildcard_constraints:
             archive="|".join(re.escape(a) for a in ARCHIVES),
         shell:
-            "{PY} workflow/scripts/download.py --url {params.url:q} --sha256 {params.sha256:q} "
+            "{params.py} workflow/scripts/download.py --url {params.url:q} --sha256 {params.sha256:q} "
             "--out {output:q} > {log:q} 2>&1"
 
     rule extract:
@@ -39,12 +45,16 @@ if DATA_GENERATED and DATA_CFG["source"] == "trueface":
             expand(f"resources/{DATASET}/archives/{{archive}}", archive=list(ARCHIVES)),
         output:
             directory(DATA_ROOT),
+        params:
+            py=PY,
         log:
             f"{LOGS}/extract.log",
         benchmark:
             f"{BENCH}/extract.tsv"
+        conda:
+            "../../environment.yml"
         shell:
-            "{PY} workflow/scripts/extract.py {input:q} --out {output:q} > {log:q} 2>&1"
+            "{params.py} workflow/scripts/extract.py {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule manifest:
@@ -55,13 +65,17 @@ rule manifest:
         rejected=f"{RESULTS}/rejected.parquet",
         summary=f"{RESULTS}/manifest_summary.csv",
     params:
+        py=PY,
+        dataset=DATASET,
         cfg=as_json(manifest_config()),
     log:
         f"{LOGS}/manifest.log",
     benchmark:
         f"{BENCH}/manifest.tsv"
     threads: DATA_CFG["workers"]
+    conda:
+        "../../environment.yml"
     shell:
-        "{PY} workflow/scripts/manifest.py --root {input:q} --dataset {DATASET:q} "
+        "{params.py} workflow/scripts/manifest.py --root {input:q} --dataset {params.dataset:q} "
         "--out {output.manifest:q} --rejected {output.rejected:q} --summary {output.summary:q} "
         "--config-json {params.cfg:q} > {log:q} 2>&1"

@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= 2
+SNAKEMAKE_ARGS ?=
+
+.PHONY: install demo test dry-run lint clean
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[workflow,test]'
+	@touch $(STAMP)
+
+## make demo: the whole DAG on the embedded synthetic dataset, on the CPU
+demo: install
+	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+## make test: the test suite (unit, reference and real Snakemake runs)
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+dry-run: install
+	$(BIN)/snakemake -n --quiet rules
+
+lint: install
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results resources .snakemake

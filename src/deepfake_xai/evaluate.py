@@ -1,0 +1,74 @@
+"""Evaluation: predictions of a trained model on a test part, and pooling of parts.
+
+Predictions are one Parquet row per test image (image_id, label, prob, generator, psi, platform).
+The ``combined`` test set is the four parts' predictions pooled, never inferred again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PRED_COLUMNS = ["image_id", "label", "prob", "generator", "psi", "platform"]
+
+
+def predict_parts(*, weights: str | Path, settings: dict, cache, manifest: "pd.DataFrame",
+                  parts: list[str], batch_size: int = 128, threads: int = 1,
+                  device: str | None = None) -> "dict[str, pd.DataFrame]":
+    """Probability of "fake" for every test image of each platform part (model loaded once)."""
+    import torch
+
+    from .sets import select
+    from .train import Batches, Runner, load_trained, pick_device
+
+    dev = pick_device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(max(1, threads))
+    runner = Runner(load_trained(weights, settings), dev, settings)
+    out = {}
+    for part in parts:
+        rows = select(manifest, part, "test")
+        batches = Batches(cache, cache.rows_for(rows["image_id"]), rows["label"].to_numpy(), batch_size,
+                          prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
+        probs, _ = runner.predict(batches)
+        preds = rows[["image_id", "label", "generator", "psi", "platform"]].copy()
+        preds["prob"] = probs
+        out[part] = preds[PRED_COLUMNS]
+    return out
+
+
+def pool(parts: "list[pd.DataFrame]") -> "pd.DataFrame":
+    """The combined test set: the parts' predictions concatenated (image ids are unique per part)."""
+    import pandas as pd
+
+    out = pd.concat(parts, ignore_index=True)
+    if out["image_id"].duplicated().any():
+        raise ValueError("the same image_id appears in two parts: were parts pooled twice?")
+    return out[PRED_COLUMNS]
+
+
+def read_prediction_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Predictions as numpy arrays via pyarrow alone (a metrics job need not import pandas)."""
+    import pyarrow.parquet as pq
+
+    table = pq.ParquetFile(path).read()  # read_table would import pyarrow.dataset and pandas
+    missing = [c for c in PRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(f"{path} is not a predictions file: missing columns {missing}")
+    return {c: table.column(c).to_numpy(zero_copy_only=False) for c in PRED_COLUMNS}
+
+
+def read_predictions(path: str | Path) -> "pd.DataFrame":
+    import pandas as pd
+
+    df = pd.read_parquet(path)
+    missing = [c for c in PRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} is not a predictions file: missing columns {missing}")
+    df["label"] = df["label"].astype(np.int64)
+    return df

@@ -1,0 +1,53 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PY = sys.executable
+SNAKEMAKE = str(Path(PY).with_name("snakemake"))
+
+# A small synthetic dataset: enough images for every (platform, class, split) to be non-empty.
+SMALL_SYNTH = {
+    "seed": 3, "image_size": 32, "render_scale": 2, "real": 24,
+    "fake": {"stylegan": {0.5: 6, 0.7: 6}, "stylegan2": {0.5: 6, 1.0: 6}},
+    "shared_fraction": 0.5,
+}
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> Path:
+    """A small synthetic TrueFace-like dataset, generated once per test session (read-only use)."""
+    from deepfake_xai.data.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("synth") / "data"
+    generate(root, SynthConfig.from_dict(SMALL_SYNTH), progress=False)
+    return root
+
+
+@pytest.fixture
+def synth_copy(synth_root, tmp_path) -> Path:
+    """A private, writable copy of the small dataset."""
+    dst = tmp_path / "data"
+    shutil.copytree(synth_root, dst)
+    return dst
+
+
+def copy_repo(dst: Path) -> Path:
+    """The tracked workflow files copied into ``dst`` (no results, resources or .snakemake)."""
+    for name in ("Snakefile", "workflow", "config", "environment.yml", "pyproject.toml"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst / name)
+    return dst
+
+
+def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900):
+    proc = subprocess.run([SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc

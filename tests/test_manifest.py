@@ -1,0 +1,192 @@
+"""Layout discovery, manifest contents, leakage-free splits and rejected files."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+import pytest
+
+from deepfake_xai.data.manifest import (
+    LayoutError, ManifestError, assign_splits, build_manifest, parse_path, read_manifest,
+    write_manifest,
+)
+
+# Ground truth of each class folder, written out by hand (independent of the code under test).
+TRUTH = {
+    "Real/FFHQ": (0, "ffhq", None),
+    "Fake/StyleGAN/images-psi-0.5": (1, "stylegan", 0.5),
+    "Fake/StyleGAN/images-psi-0.7": (1, "stylegan", 0.7),
+    "Fake/StyleGAN2/conf-f-psi-0.5": (1, "stylegan2", 0.5),
+    "Fake/StyleGAN2/conf-f-psi-1": (1, "stylegan2", 1.0),
+}
+PLATFORMS = {"TrueFace_PreSocial": "presocial", "TrueFace_PostSocial/Facebook": "facebook",
+             "TrueFace_PostSocial/Telegram": "telegram", "TrueFace_PostSocial/Twitter": "twitter"}
+
+
+def _truth_of(rel: str) -> dict:
+    rel = "/".join(p for p in rel.split("/") if p not in ("Train", "Test"))
+    for prefix, platform in PLATFORMS.items():
+        if rel.startswith(prefix + "/"):
+            rest = rel[len(prefix) + 1:]
+            for folder, (label, gen, psi) in TRUTH.items():
+                if rest.startswith(folder + "/"):
+                    name = rest[len(folder) + 1:]
+                    stem = name.rsplit(".", 1)[0]
+                    for suf in ("_FB", "_TL", "_TW"):
+                        stem = stem.removesuffix(suf)
+                    return {"label": label, "generator": gen, "psi": psi, "platform": platform, "stem": stem,
+                            "folder": folder}
+    raise AssertionError(f"test has no truth for {rel}")
+
+
+def _check_labels(manifest: pd.DataFrame, n_files: int):
+    assert len(manifest) == n_files
+    for row in manifest.itertuples():
+        t = _truth_of(row.path)
+        assert (row.label, row.generator, row.platform) == (t["label"], t["generator"], t["platform"]), row.path
+        assert (pd.isna(row.psi) and t["psi"] is None) or row.psi == t["psi"], row.path
+        assert row.source_id == f"{t['folder'].lower()}/{t['stem']}", row.path
+
+
+def _image_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and p.suffix in (".png", ".jpg", ".jpeg")]
+
+
+def test_flat_layout_labels_every_file(synth_root):
+    manifest, rejected = build_manifest(synth_root, progress=False)
+    assert rejected.empty
+    _check_labels(manifest, len(_image_files(synth_root)))
+    assert set(manifest["platform"]) == {"presocial", "facebook", "telegram", "twitter"}
+    # evidence boxes: present on fakes only
+    fake = manifest["label"] == 1
+    assert manifest.loc[fake, "evidence_x0"].notna().all()
+    assert manifest.loc[~fake, "evidence_x0"].isna().all()
+
+
+def _move_into_splits(root: Path, where: str) -> dict[str, str]:
+    """Re-arrange a flat copy into Train/Test folders; return source stem -> split given."""
+    given = {}
+    for p in _image_files(root):
+        rel = p.relative_to(root)
+        t = _truth_of(rel.as_posix())
+        key = f"{t['folder']}/{t['stem']}"
+        split = given.setdefault(key, "Test" if hash(key) % 3 == 0 else "Train")
+        if where == "top":
+            new = root / split / rel
+        else:  # below the platform folder
+            parts = rel.parts
+            k = 1 if parts[0] == "TrueFace_PreSocial" else 2
+            new = root.joinpath(*parts[:k], split, *parts[k:])
+        new.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(p, new)
+    return given
+
+
+@pytest.mark.parametrize("where", ["top", "inside"])
+def test_train_test_layout_labels_every_file_and_keeps_given_splits(synth_copy, where):
+    n = len(_image_files(synth_copy))
+    given = _move_into_splits(synth_copy, where)
+    manifest, rejected = build_manifest(synth_copy, progress=False, val_fraction=0.2)
+    assert rejected.empty
+    _check_labels(manifest, n)
+    for row in manifest.itertuples():
+        t = _truth_of(row.path)
+        want = given[f"{t['folder']}/{t['stem']}"]
+        if want == "Test":
+            assert row.split == "test", row.path
+        else:
+            assert row.split in ("train", "val"), row.path
+    assert (manifest["split"] == "val").any()
+
+
+def test_a_source_never_spans_two_splits(synth_root):
+    manifest, _ = build_manifest(synth_root, progress=False)
+    per_source = manifest.groupby("source_id")["split"].nunique()
+    assert per_source.max() == 1
+    # and the shared copies really are grouped: some sources have four copies
+    assert manifest.groupby("source_id").size().max() == 4
+
+
+def test_split_assignment_groups_by_source_and_is_deterministic():
+    rows = []
+    for s in range(200):
+        label = s % 2
+        for platform in ("presocial", "facebook"):
+            rows.append({"source_id": f"src{s}", "label": label, "generator": "g", "psi": None,
+                         "dataset_split": None, "platform": platform})
+    df = pd.DataFrame(rows)
+    a = assign_splits(df, 0.15, 0.2, seed=0)
+    b = assign_splits(df.sample(frac=1, random_state=1), 0.15, 0.2, seed=0).sort_index()
+    assert (a == b).all()
+    assert df.assign(split=a).groupby("source_id")["split"].nunique().max() == 1
+    per_source = df.assign(split=a).drop_duplicates("source_id")
+    assert per_source["split"].value_counts().to_dict() == {"train": 130, "test": 40, "val": 30}
+    assert (assign_splits(df, 0.15, 0.2, seed=1) != a).any()
+
+
+def test_corrupt_files_are_listed_not_fatal(synth_copy, tmp_path):
+    pre = synth_copy / "TrueFace_PreSocial" / "Real" / "FFHQ"
+    fb = synth_copy / "TrueFace_PostSocial" / "Facebook" / "Real" / "FFHQ"
+    (pre / "90000.png").write_bytes(b"")
+    good_png = next(pre.glob("*.png")).read_bytes()
+    (pre / "90001.png").write_bytes(good_png[: len(good_png) // 2])
+    good_jpg = next(fb.glob("*.jpg")).read_bytes()
+    (fb / "90002_FB.jpg").write_bytes(good_jpg[: len(good_jpg) // 2])
+    (pre / "90003.png").write_text("this is not an image")
+    manifest, rejected = build_manifest(synth_copy, progress=False, max_rejected_fraction=0.05)
+    reasons = dict(zip(rejected["path"].map(lambda p: PurePosixPath(p).name), rejected["reason"]))
+    assert set(reasons) == {"90000.png", "90001.png", "90002_FB.jpg", "90003.png"}
+    assert "empty" in reasons["90000.png"]
+    assert "corrupt" in reasons["90001.png"] or "truncated" in reasons["90001.png"]
+    assert "truncated JPEG" in reasons["90002_FB.jpg"]
+    assert "not an image" in reasons["90003.png"]
+    assert not manifest["path"].str.contains("9000").any()
+
+    # the command line keeps going too, and writes rejected.parquet
+    out = tmp_path / "m"
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepfake_xai.cli", "--quiet", "manifest", "--root", str(synth_copy),
+         "--dataset", "t", "--out", str(out / "manifest.parquet"), "--rejected", str(out / "rejected.parquet"),
+         "--summary", str(out / "summary.csv"), "--config-json", '{"max_rejected_fraction": 0.05}'],
+        capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len(pd.read_parquet(out / "rejected.parquet")) == 4
+    assert "rejected" in proc.stdout
+
+    # over the limit: a clear error, rejected.parquet still written, no manifest
+    out2 = tmp_path / "m2"
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepfake_xai.cli", "--quiet", "manifest", "--root", str(synth_copy),
+         "--dataset", "t", "--out", str(out2 / "manifest.parquet"), "--rejected", str(out2 / "rejected.parquet"),
+         "--summary", str(out2 / "summary.csv"), "--config-json", '{"max_rejected_fraction": 0.001}'],
+        capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "max_rejected_fraction" in proc.stderr and "rejected.parquet" in proc.stderr
+    assert (out2 / "rejected.parquet").exists() and not (out2 / "manifest.parquet").exists()
+
+
+def test_layout_errors_name_the_path():
+    with pytest.raises(LayoutError, match="unknown platform folder 'WhatsApp'"):
+        parse_path("TrueFace_PostSocial/WhatsApp/Real/FFHQ/00001_WA.jpg")
+    with pytest.raises(LayoutError, match="not below a TrueFace_PreSocial"):
+        parse_path("images/00001.png")
+    with pytest.raises(LayoutError, match="Real or Fake"):
+        parse_path("TrueFace_PreSocial/Other/FFHQ/00001.png")
+
+
+def test_missing_or_empty_root_is_a_clear_error(tmp_path):
+    with pytest.raises(ManifestError, match="does not exist"):
+        build_manifest(tmp_path / "nope", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ManifestError, match="holds no files"):
+        build_manifest(tmp_path / "empty", progress=False)
+
+
+def test_manifest_of_another_dataset_is_refused(synth_root, tmp_path):
+    manifest, _ = build_manifest(synth_root, progress=False)
+    write_manifest(manifest, tmp_path / "manifest.parquet", "synthetic")
+    assert len(read_manifest(tmp_path / "manifest.parquet", "synthetic")) == len(manifest)
+    with pytest.raises(ManifestError, match="written for dataset 'synthetic'"):
+        read_manifest(tmp_path / "manifest.parquet", "trueface")

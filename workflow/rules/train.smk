@@ -1,0 +1,62 @@
+# Stage 2, training: the decoded image cache, then one GPU job per (model, train set).
+
+
+def _cache_params(wildcards) -> dict:
+    m = re.fullmatch(r"(native|r(\d+))_c(\d+)", wildcards.cache)
+    return {"resize": m.group(2) or "none", "center_crop": m.group(3)}
+
+
+rule cache:
+    input:
+        manifest=f"{RESULTS}/manifest.parquet",
+        root=DATA_ROOT,
+    output:
+        npy=f"{RESULTS}/cache/{{cache}}.npy",
+        index=f"{RESULTS}/cache/{{cache}}.parquet",
+    params:
+        py=PY,
+        dataset=DATASET,
+        resize=lambda wc: _cache_params(wc)["resize"],
+        center_crop=lambda wc: _cache_params(wc)["center_crop"],
+    log:
+        f"{LOGS}/cache/{{cache}}.log",
+    benchmark:
+        f"{BENCH}/cache/{{cache}}.tsv"
+    threads: COMPUTE["cache_workers"]
+    conda:
+        "../../environment.yml"
+    shell:
+        "{params.py} workflow/scripts/cache.py --manifest {input.manifest:q} --dataset {params.dataset:q} "
+        "--root {input.root:q} --out {output.npy:q} --index {output.index:q} --resize {params.resize} "
+        "--center-crop {params.center_crop} --workers {threads} > {log:q} 2>&1"
+
+
+rule train:
+    input:
+        unpack(lambda wc: {"cache_" + k: v for k, v in cache_files(wc).items()}),
+        manifest=f"{RESULTS}/manifest.parquet",
+    output:
+        weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
+        log_csv=f"{RESULTS}/models/{{model}}/{{train_set}}/log.csv",
+        summary=f"{RESULTS}/models/{{model}}/{{train_set}}/train.json",
+    params:
+        py=PY,
+        dataset=DATASET,
+        settings=settings_json,
+        out_dir=lambda wc: model_dir(wc.model, wc.train_set),
+        device=COMPUTE["device"] or "auto",
+    log:
+        f"{LOGS}/train/{{model}}/{{train_set}}.log",
+    benchmark:
+        f"{BENCH}/train/{{model}}/{{train_set}}.tsv"
+    threads: COMPUTE["train_threads"]
+    resources:
+        gpu=1,
+    conda:
+        "../../environment.yml"
+    shell:
+        "{params.py} workflow/scripts/train.py --cache {input.cache_npy:q} "
+        "--cache-index {input.cache_index:q} --manifest {input.manifest:q} --dataset {params.dataset:q} "
+        "--settings-json {params.settings:q} --train-set {wildcards.train_set:q} "
+        "--out-dir {params.out_dir:q} --threads {threads} "
+        "--device {params.device:q} > {log:q} 2>&1"
