@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded demo config, unless --configfile names others: Snakemake would merge them over it
+# key by key, and demo-only settings (a model's shortened epochs) would leak into real runs.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

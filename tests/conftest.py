@@ -37,6 +37,7 @@ def synth_copy(synth_root, tmp_path) -> Path:
 
 def copy_repo(dst: Path) -> Path:
     """The tracked workflow files copied into ``dst`` (no results, resources or .snakemake)."""
+    dst.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "workflow", "config", "environment.yml", "pyproject.toml"):
         src = REPO / name
         if src.is_dir():
@@ -51,3 +52,28 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def prepared(synth_root, tmp_path_factory) -> dict:
+    """The small dataset's manifest and 32 px cache, built once per session."""
+    from deepfake_xai.data.cache import build_cache
+    from deepfake_xai.data.manifest import build_manifest, write_manifest
+
+    out = tmp_path_factory.mktemp("prepared")
+    manifest, _ = build_manifest(synth_root, progress=False)
+    write_manifest(manifest, out / "manifest.parquet", "tiny")
+    build_cache(manifest, synth_root, out / "cache.npy", out / "cache.parquet", resize=None,
+                center_crop=32, progress=False)
+    return {"root": synth_root, "manifest": out / "manifest.parquet", "cache": out / "cache.npy",
+            "index": out / "cache.parquet", "dataset": "tiny"}
+
+
+def tiny_settings(**over) -> dict:
+    s = dict(arch="mnasnet_100", target_layer="bn2", resize=None, center_crop=32, image_size=32, epochs=3,
+             batch_size=8, optimizer="adamw", lr=1e-3, weight_decay=1e-4, momentum=0.9, schedule="cosine",
+             warmup_epochs=0, label_smoothing=0.0, seed=0, random_crop=True, hflip=True, jpeg_augment=0.0,
+             max_train_images=None, pretrained=False, pretrained_file=None, amp=True, channels_last=True,
+             compile=False, loader_workers=2)
+    s.update(over)
+    return s

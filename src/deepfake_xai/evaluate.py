@@ -54,13 +54,22 @@ def pool(parts: "list[pd.DataFrame]") -> "pd.DataFrame":
 
 def read_prediction_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """Predictions as numpy arrays via pyarrow alone (a metrics job need not import pandas)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.ParquetFile(path).read()  # read_table would import pyarrow.dataset and pandas
     missing = [c for c in PRED_COLUMNS if c not in table.column_names]
     if missing:
         raise ValueError(f"{path} is not a predictions file: missing columns {missing}")
-    return {c: table.column(c).to_numpy(zero_copy_only=False) for c in PRED_COLUMNS}
+    # to_pylist keeps pyarrow from importing pandas (its to_numpy conversions do), which is
+    # most of a metrics job's start-up time.
+    out = {c: table.column(c).to_pylist() for c in PRED_COLUMNS}
+    out["psi"] = np.array([np.nan if v is None else v for v in out["psi"]], dtype=float)
+    out["label"] = np.asarray(out["label"], dtype=np.int64)
+    out["prob"] = np.asarray(out["prob"], dtype=float)
+    for c in ("image_id", "generator", "platform"):
+        out[c] = np.asarray(out[c], dtype=object)
+    return out
 
 
 def read_predictions(path: str | Path) -> "pd.DataFrame":

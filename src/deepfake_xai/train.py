@@ -107,9 +107,16 @@ class Batches:
     jpeg_augment: float = 0.0
     prefetch: int = 2
     pin: bool = False
+    drop_last: bool = False  # training: a last batch of one image would break BatchNorm
 
     def __len__(self) -> int:
-        return math.ceil(len(self.rows) / self.batch_size)
+        return len(self._chunks(np.arange(len(self.rows))))
+
+    def _chunks(self, order: np.ndarray) -> list[np.ndarray]:
+        chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self.drop_last and len(chunks) > 1 and len(chunks[-1]) < self.batch_size:
+            chunks.pop()
+        return chunks
 
     def _read(self, idx: np.ndarray, rng: np.random.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         imgs = self.cache.read(self.rows[idx])
@@ -129,7 +136,7 @@ class Batches:
         if self.shuffle_seed is not None:
             rng = np.random.default_rng(self.shuffle_seed)
             order = rng.permutation(n)
-        chunks = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        chunks = self._chunks(order)
         if self.prefetch <= 0:
             for c in chunks:
                 yield self._read(c, rng)
@@ -308,7 +315,9 @@ def train(
     runner = Runner(model, dev, settings)
     optimizer = make_optimizer(runner.model, settings)
     epochs, bs = int(settings["epochs"]), int(settings["batch_size"])
-    steps_per_epoch = math.ceil(len(tr_cache_rows) / bs)
+    if len(tr_cache_rows) < 2:
+        raise ValueError(f"the {train_set} train split has {len(tr_cache_rows)} image(s): too few to train")
+    steps_per_epoch = max(1, len(tr_cache_rows) // bs)
     total_steps = epochs * steps_per_epoch
     ident = settings_hash({**settings, "train_set": train_set, "n_train": len(tr_cache_rows)})
 
@@ -338,7 +347,7 @@ def train(
         gen = torch.Generator(device="cpu").manual_seed(epoch_seed)
         batches = Batches(cache, tr_cache_rows, tr_labels, bs, shuffle_seed=epoch_seed,
                           jpeg_augment=float(settings.get("jpeg_augment", 0.0)),
-                          prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
+                          prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda, drop_last=True)
         runner.model.train()
         loss_sum, correct, seen = 0.0, 0, 0
         t0 = time.time()
@@ -379,7 +388,8 @@ def train(
             torch.cuda.synchronize()
         train_seconds = time.time() - t0
         recalibrate_batchnorm(runner, Batches(cache, tr_cache_rows, tr_labels, bs, shuffle_seed=epoch_seed + 1,
-                                              prefetch=0), int(settings.get("bn_recalibration", 128)))
+                                              prefetch=0, drop_last=True),
+                              int(settings.get("bn_recalibration", 64)))
         probs, val_loss = runner.predict(val_batches)
         pred = (probs >= 0.5).astype(int)
         val_bal = balanced_accuracy(va_labels, pred)

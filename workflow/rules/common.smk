@@ -1,7 +1,8 @@
 # Configuration validation and helper functions shared by every rule file.
 import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 import shlex
 import sys
 
@@ -62,9 +63,7 @@ if DATA_GENERATED and DATA_CFG["source"] == "trueface" and not DATA_CFG["downloa
         "data.download (archive URLs and SHA-256 sums) is set"
     )
 
-ARCHIVES = {
-    (a.get("name") or a["url"].rstrip("/").rsplit("/", 1)[-1]): a for a in DATA_CFG["download"]
-}
+ARCHIVES = {(a.get("name") or PurePosixPath(urlparse(a["url"]).path).name): a for a in DATA_CFG["download"]}
 
 
 def as_json(obj) -> str:
@@ -96,9 +95,16 @@ def settings_json(wildcards) -> str:
     return as_json(dxcfg.model_settings(config, wildcards.model))
 
 
-def cache_files(wildcards) -> dict[str, str]:
+def cache_inputs(wildcards) -> dict[str, str]:
+    """The image cache a model reads (models with the same preprocessing share one)."""
     name = dxcfg.cache_name(dxcfg.model_settings(config, wildcards.model))
-    return {"npy": f"{RESULTS}/cache/{name}.npy", "index": f"{RESULTS}/cache/{name}.parquet"}
+    return {"cache_npy": f"{RESULTS}/cache/{name}.npy", "cache_index": f"{RESULTS}/cache/{name}.parquet"}
+
+
+def cache_params(wildcards) -> dict[str, str]:
+    """resize and center_crop of a cache, read back from its file name."""
+    m = re.fullmatch(r"(native|r(\d+))_c(\d+)", wildcards.cache)
+    return {"resize": m.group(2) or "none", "center_crop": m.group(3)}
 
 
 def model_dir(model: str, train_set: str) -> str:

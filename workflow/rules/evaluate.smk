@@ -7,7 +7,7 @@ rule predict:
     # loading torch and the model costs more than inference on a part, and one cell still
     # triggers only its own model's jobs.
     input:
-        unpack(lambda wc: {"cache_" + k: v for k, v in cache_files(wc).items()}),
+        unpack(cache_inputs),
         manifest=f"{RESULTS}/manifest.parquet",
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
     output:

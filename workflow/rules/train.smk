@@ -1,11 +1,6 @@
 # Stage 2, training: the decoded image cache, then one GPU job per (model, train set).
 
 
-def _cache_params(wildcards) -> dict:
-    m = re.fullmatch(r"(native|r(\d+))_c(\d+)", wildcards.cache)
-    return {"resize": m.group(2) or "none", "center_crop": m.group(3)}
-
-
 rule cache:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
@@ -16,8 +11,8 @@ rule cache:
     params:
         py=PY,
         dataset=DATASET,
-        resize=lambda wc: _cache_params(wc)["resize"],
-        center_crop=lambda wc: _cache_params(wc)["center_crop"],
+        resize=lambda wc: cache_params(wc)["resize"],
+        center_crop=lambda wc: cache_params(wc)["center_crop"],
     log:
         f"{LOGS}/cache/{{cache}}.log",
     benchmark:
@@ -33,7 +28,7 @@ rule cache:
 
 rule train:
     input:
-        unpack(lambda wc: {"cache_" + k: v for k, v in cache_files(wc).items()}),
+        unpack(cache_inputs),
         manifest=f"{RESULTS}/manifest.parquet",
     output:
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",

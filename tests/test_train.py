@@ -1,0 +1,123 @@
+"""Training: outputs, resume after SIGKILL, determinism; the cache; predictions."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from deepfake_xai.data.cache import ImageCache, preprocess
+from deepfake_xai.data.manifest import read_manifest
+from deepfake_xai.evaluate import pool, predict_parts
+from deepfake_xai.train import crop_batch, train
+
+from conftest import tiny_settings
+
+
+def _train_cmd(prepared, out_dir, settings, train_set="presocial"):
+    return [sys.executable, "-m", "deepfake_xai.cli", "--quiet", "train", "--cache", str(prepared["cache"]),
+            "--cache-index", str(prepared["index"]), "--manifest", str(prepared["manifest"]),
+            "--dataset", prepared["dataset"], "--settings-json", json.dumps(settings),
+            "--train-set", train_set, "--out-dir", str(out_dir), "--threads", "1", "--device", "cpu"]
+
+
+def test_cache_holds_every_image_decoded_once(prepared):
+    cache = ImageCache(prepared["cache"], prepared["index"])
+    manifest = read_manifest(prepared["manifest"])
+    assert cache.array.shape == (len(manifest), 32, 32, 3) and cache.array.dtype == np.uint8
+    row = manifest.iloc[5]
+    from PIL import Image
+
+    expected = preprocess(Image.open(prepared["root"] / row["path"]).convert("RGB"), None, 32)
+    assert np.array_equal(cache.read(cache.rows_for([row["image_id"]]))[0], expected)
+
+
+def test_preprocess_resizes_the_shorter_side_then_crops():
+    from PIL import Image
+
+    img = Image.new("RGB", (100, 50))
+    assert preprocess(img, 40, 32).shape == (32, 32, 3)
+    assert preprocess(Image.new("RGB", (20, 20)), None, 32).shape == (32, 32, 3)  # upscaled first
+
+
+def test_crop_batch_gathers_per_sample_crops_and_flips():
+    x = torch.arange(2 * 6 * 6 * 3).reshape(2, 6, 6, 3)
+    offsets = torch.tensor([[0, 0], [2, 1]])
+    flips = torch.tensor([False, True])
+    out = crop_batch(x, 4, offsets, flips)
+    assert torch.equal(out[0], x[0, 0:4, 0:4])
+    assert torch.equal(out[1], x[1, 2:6, 1:5].flip(1))
+    assert torch.equal(crop_batch(x, 4), x[:, 1:5, 1:5])
+
+
+def test_training_writes_weights_log_and_summary(prepared, tmp_path):
+    settings = tiny_settings(epochs=2)
+    summary = train(cache=ImageCache(prepared["cache"], prepared["index"]),
+                    manifest=read_manifest(prepared["manifest"]), train_set="telegram",
+                    settings=settings, out_dir=tmp_path, threads=1, device="cpu", progress=False)
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert list(log["epoch"]) == [1, 2]
+    on_disk = json.loads((tmp_path / "train.json").read_text())
+    assert on_disk["best_epoch"] in (1, 2) and on_disk["parameters"] == summary["parameters"] > 1e6
+    assert on_disk["device"] == "cpu" and on_disk["images_per_s"] > 0
+    assert set(load_file(str(tmp_path / "model.safetensors")))  # loadable
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_sigkill_mid_training_resumes_and_matches_an_uninterrupted_run(prepared, tmp_path):
+    settings = tiny_settings(epochs=4)
+    ref = tmp_path / "ref"
+    subprocess.run(_train_cmd(prepared, ref, settings), check=True, capture_output=True)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(prepared, out, settings), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists():
+        assert proc.poll() is None, "training ended before it wrote a checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model.safetensors").exists()
+
+    done = subprocess.run(_train_cmd(prepared, out, settings), check=True, capture_output=True, text=True)
+    assert "resuming from" in done.stdout
+    summary = json.loads((out / "train.json").read_text())
+    assert summary["resumed_after_epoch"] >= 1 and summary["epochs"] == 4
+    assert list(pd.read_csv(out / "log.csv")["epoch"]) == [1, 2, 3, 4]
+    a, b = load_file(str(ref / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(prepared, tmp_path):
+    settings = tiny_settings(epochs=2)
+    subprocess.run(_train_cmd(prepared, tmp_path, settings), check=True, capture_output=True)
+    torch.save({"ident": "other"}, tmp_path / "checkpoint.pt")
+    done = subprocess.run(_train_cmd(prepared, tmp_path, settings), check=True, capture_output=True, text=True)
+    assert "ignoring" in done.stdout and json.loads((tmp_path / "train.json").read_text())["resumed_after_epoch"] is None
+
+
+def test_predictions_cover_each_test_part_and_pool(prepared, tmp_path):
+    settings = tiny_settings(epochs=1)
+    train(cache=ImageCache(prepared["cache"], prepared["index"]), manifest=read_manifest(prepared["manifest"]),
+          train_set="presocial", settings=settings, out_dir=tmp_path, threads=1, device="cpu", progress=False)
+    manifest = read_manifest(prepared["manifest"])
+    parts = ["presocial", "facebook", "telegram", "twitter"]
+    preds = predict_parts(weights=tmp_path / "model.safetensors", settings=settings,
+                          cache=ImageCache(prepared["cache"], prepared["index"]), manifest=manifest, parts=parts)
+    for part in parts:
+        want = manifest[(manifest["platform"] == part) & (manifest["split"] == "test")]
+        assert sorted(preds[part]["image_id"]) == sorted(want["image_id"])
+        assert preds[part]["prob"].between(0, 1).all()
+    combined = pool(list(preds.values()))
+    assert len(combined) == sum(len(p) for p in preds.values())
+    with pytest.raises(ValueError, match="two parts"):
+        pool([preds["presocial"], preds["presocial"]])

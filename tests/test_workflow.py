@@ -1,0 +1,129 @@
+"""Real Snakemake runs in a temporary copy of the workflow: one cell's jobs, the tiny grid end to
+end, what re-runs after a config change, rebuilds from scratch, config errors, the paper config."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+from conftest import REPO, copy_repo, run_snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+def planned_jobs(stdout: str) -> list[tuple[str, str]]:
+    """(rule, first output) of every job a dry run plans."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", stdout):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not m or m.group(1) == "all":
+            continue
+        out = re.search(r"output: ([^,\n]+)", block)
+        jobs.append((m.group(1), out.group(1).strip() if out else ""))
+    return sorted(jobs)
+
+
+def test_one_cell_plans_exactly_the_jobs_it_needs(tmp_path):
+    wd = copy_repo(tmp_path)
+    cell = "results/synthetic/metrics/efficientnet_b2/telegram/twitter.json"
+    jobs = planned_jobs(run_snakemake(wd, "-n", "--cores", "1", cell).stdout)
+    assert jobs == sorted([
+        ("cache", "results/synthetic/cache/native_c64.npy"),
+        ("manifest", "results/synthetic/manifest.parquet"),
+        ("metrics", cell),
+        ("predict", "results/synthetic/predictions/efficientnet_b2/telegram/presocial.parquet"),
+        ("synthesize", "resources/synthetic/data"),
+        ("train", "results/synthetic/models/efficientnet_b2/telegram/model.safetensors"),
+    ])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny config run to completion once (2 models x 2 train sets x 5 test sets)."""
+    wd = copy_repo(tmp_path_factory.mktemp("wf"))
+    shutil.copy(REPO / "tests" / "data" / "tiny.yaml", wd / "tiny.yaml")
+    run_snakemake(wd, "--cores", "2", "--configfile", "tiny.yaml")
+    return wd
+
+
+def test_tiny_grid_builds_every_cell(tiny_run):
+    cells = sorted(p.relative_to(tiny_run).as_posix() for p in (tiny_run / "results/tiny/metrics").rglob("*.json"))
+    want = sorted(f"results/tiny/metrics/{m}/{tr}/{te}.json" for m in ("mnasnet_100", "efficientnet_b0")
+                  for tr in ("presocial", "telegram")
+                  for te in ("presocial", "facebook", "telegram", "twitter", "combined"))
+    assert cells == want
+    cell = json.loads((tiny_run / "results/tiny/metrics/mnasnet_100/presocial/combined.json").read_text())
+    parts = [json.loads((tiny_run / f"results/tiny/metrics/mnasnet_100/presocial/{p}.json").read_text())
+             for p in ("presocial", "facebook", "telegram", "twitter")]
+    assert cell["n"] == sum(p["n"] for p in parts)  # combined is the pooled parts
+    for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc",
+                "average_precision", "eer", "confusion_matrix", "ci95", "by_generator"):
+        assert key in cell
+    for rule in ("train", "predict", "metrics", "manifest", "cache", "synthesize"):
+        assert any((tiny_run / "results/tiny/logs").rglob("*.log")), rule
+    assert any((tiny_run / "results/tiny/benchmarks/train").rglob("*.tsv"))
+
+
+def test_second_run_has_nothing_to_do(tiny_run):
+    proc = run_snakemake(tiny_run, "-n", "--configfile", "tiny.yaml")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changing_one_models_lr_replans_that_model_only(tiny_run):
+    import yaml
+
+    cfg = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    cfg["models"]["mnasnet_100"] = {"lr": 0.002}
+    (tiny_run / "tiny_lr.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(tiny_run, "-n", "--configfile", "tiny_lr.yaml")
+    jobs = planned_jobs(proc.stdout)
+    assert {rule for rule, _ in jobs} == {"train", "predict", "metrics"}
+    assert all("/mnasnet_100/" in out for _, out in jobs), jobs
+    assert len([j for j in jobs if j[0] == "train"]) == 2
+    assert len([j for j in jobs if j[0] == "metrics"]) == 10
+
+
+def test_a_cell_rebuilt_from_scratch_is_identical(tiny_run):
+    cell = "results/tiny/metrics/efficientnet_b0/telegram/twitter.json"
+    before = (tiny_run / cell).read_text()
+    for sub in ("models", "predictions", "metrics"):
+        shutil.rmtree(tiny_run / "results/tiny" / sub / "efficientnet_b0" / "telegram")
+    proc = run_snakemake(tiny_run, cell, "--cores", "2", "--configfile", "tiny.yaml")
+    assert "rule train" in proc.stdout + proc.stderr
+    assert (tiny_run / cell).read_text() == before
+
+
+@pytest.mark.parametrize("override, message", [
+    ('train={"epochz": 3}', "'epochz' was unexpected"),
+    ('train={"lr": "fast"}', "train.lr: 'fast' is not of type 'number'"),
+    ('models={"resnet5": {}}', "timm has no model named 'resnet5'"),
+    ('grid=[{"models": ["vgg16"], "train_sets": ["presocial"]}]', "grid: model 'vgg16' is not defined"),
+    ('test_sets=["instagram"]', "test_sets.0: 'instagram' is not one of"),
+])
+def test_bad_config_fails_before_any_job(tmp_path, override, message):
+    wd = copy_repo(tmp_path)
+    proc = run_snakemake(wd, "-n", "--config", override, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (wd / "results").exists()
+
+
+def test_paper_config_dry_run_and_lint_on_a_stand_in_tree(tmp_path):
+    from deepfake_xai.data.synth import SynthConfig, generate
+
+    wd = copy_repo(tmp_path / "wf")
+    generate(tmp_path / "standin", SynthConfig(real=8, fake={"stylegan": {0.5: 2}}), progress=False)
+    (wd / "standin.yaml").write_text(f"data:\n  root: {tmp_path / 'standin'}\n")
+    proc = run_snakemake(wd, "-n", "-p", "--configfile", "config/trueface.yaml", "standin.yaml")
+    jobs = planned_jobs(proc.stdout)
+    assert len([j for j in jobs if j[0] == "train"]) == 35
+    assert len([j for j in jobs if j[0] == "metrics"]) == 175
+    assert "synthesize" not in {r for r, _ in jobs}
+    # --configfile replaces the demo config: no demo shortcut reaches the paper's vgg19
+    vgg = next(b for b in proc.stdout.split("\nrule ") if "models/vgg19/presocial/model.safetensors" in b
+               and b.startswith("train"))
+    assert '"epochs": 10' in vgg and '"image_size": 256' in vgg
+    for args in ((), ("--configfile", "config/trueface.yaml", "standin.yaml")):
+        lint = run_snakemake(wd, "--lint", *args)
+        assert "Congratulations" in lint.stdout + lint.stderr
