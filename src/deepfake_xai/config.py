@@ -85,3 +85,52 @@ def check(config: dict) -> None:
 def unknown_archs(config: dict) -> list[str]:
     """Archs outside the built-in registry (these need a timm lookup)."""
     return sorted({model_settings(config, n)["arch"] for n in config["models"]} - set(REGISTRY))
+
+
+class ConfigError(ValueError):
+    """An invalid workflow config; the message names the key and value."""
+
+
+def load(paths, schema: str = "workflow/schemas/config.schema.yaml") -> dict:
+    """Read config files (later ones merged over earlier ones), validate them against the schema
+    and fill in its defaults: what Snakemake's ``validate`` does, for callers outside Snakemake
+    (the DVC parameter file, the command line)."""
+    import jsonschema
+    import yaml
+    from jsonschema import validators
+
+    config: dict = {}
+    for path in [paths] if isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__") else paths:
+        with open(path) as fh:
+            _merge(config, yaml.safe_load(fh) or {})
+    with open(schema) as fh:
+        schema_doc = yaml.safe_load(fh)
+    base = validators.validator_for(schema_doc)
+    props = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, sub):
+        if isinstance(instance, dict):
+            for key, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(key, subschema["default"])
+        yield from props(validator, properties, instance, sub)
+
+    validator = validators.extend(base, {"properties": set_defaults})(schema_doc)
+    try:
+        validator.validate(config)
+    except jsonschema.ValidationError as err:
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise ConfigError(f"Invalid config at {key}: {err.message}") from None
+    try:
+        check(config)
+    except ValueError as err:
+        raise ConfigError(f"Invalid config: {err}") from None
+    return config
+
+
+def _merge(into: dict, new: dict) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value

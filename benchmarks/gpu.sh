@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One prepared GPU check (fits in a few minutes, needs no network): the CUDA training path end to
+# end on the synthetic data, and training throughput fed from the cache vs from GPU tensors.
+# Usage on a GPU machine, from the repository root:  OUT=/some/dir bash benchmarks/gpu.sh
+set -euo pipefail
+OUT=${OUT:-$(mktemp -d)}
+PY=${PY:-python3}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+nvidia-smi -L | tee "$OUT/gpu.txt"
+$PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
+
+dx() { $PY -m deepfake_xai.cli --quiet "$@"; }
+W=$(mktemp -d)
+echo "== CUDA path: synthetic data -> manifest -> cache -> train -> predict -> metrics"
+dx synth --out "$W/data" --workers 8
+dx manifest --root "$W/data" --dataset synthetic --out "$W/manifest.parquet" --rejected "$W/rejected.parquet" \
+  --summary "$W/summary.csv" --config-json '{"workers": 8}'
+dx cache --manifest "$W/manifest.parquet" --dataset synthetic --root "$W/data" --out "$W/c.npy" \
+  --index "$W/c.parquet" --center-crop 64 --workers 8
+S='{"arch": "efficientnet_b2", "target_layer": "bn2", "resize": null, "center_crop": 64, "image_size": 64,
+ "epochs": 4, "batch_size": 16, "optimizer": "adamw", "lr": 0.001, "weight_decay": 0.0001, "momentum": 0.9,
+ "schedule": "cosine", "warmup_epochs": 0, "label_smoothing": 0.0, "seed": 0, "random_crop": true, "hflip": true,
+ "jpeg_augment": 0.0, "max_train_images": 256, "pretrained": false, "pretrained_file": null, "amp": true,
+ "channels_last": true, "compile": false, "loader_workers": 2}'
+common=(--cache "$W/c.npy" --cache-index "$W/c.parquet" --manifest "$W/manifest.parquet" --dataset synthetic
+        --settings-json "$S" --device cuda)
+dx train "${common[@]}" --train-set presocial --out-dir "$W/model"
+cp "$W/model/train.json" "$OUT/train_b2_presocial_cuda.json"
+dx predict "${common[@]}" --weights "$W/model/model.safetensors" --parts presocial facebook telegram twitter \
+  --out "$W/p_pre.parquet" "$W/p_fb.parquet" "$W/p_tl.parquet" "$W/p_tw.parquet" --combined "$W/p_all.parquet"
+for p in pre fb tl tw all; do dx metrics --predictions "$W/p_$p.parquet" --out "$W/m_$p.json"; done
+$PY - "$W" <<'PYEOF' | tee "$OUT/cuda_path.txt"
+import json, sys
+w = sys.argv[1]
+t = json.load(open(f"{w}/model/train.json"))
+print(f"train on {t['device']}: {t['images_per_s']:.0f} images/s, bf16={t['amp_bf16']}, channels_last={t['channels_last']}")
+for p in ("pre", "fb", "tl", "tw", "all"):
+    m = json.load(open(f"{w}/m_{p}.json"))
+    print(f"efficientnet_b2/presocial -> {p}: accuracy {m['accuracy']:.4f}, n={m['n']}")
+PYEOF
+
+echo "== training throughput: memory-mapped cache vs tensors already on the GPU"
+$PY benchmarks/train_throughput.py --model efficientnet_b2 --size 256 --cached 264 --batch 128 --steps 40 \
+  --warmup 5 --images 3072 --loader-workers 6 --json "$OUT/train_throughput_b2_256.json"
+rm -rf "$W"
