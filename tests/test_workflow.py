@@ -33,7 +33,8 @@ def test_one_cell_plans_exactly_the_jobs_it_needs(tmp_path):
         ("manifest", "results/synthetic/manifest.parquet"),
         ("metrics", cell),
         ("predict", "results/synthetic/predictions/efficientnet_b2/telegram/presocial.parquet"),
-        ("synthesize", "resources/synthetic/data"),
+        ("extract", "resources/synthetic/data"),
+        ("synthesize", "resources/synthetic/archives/synthetic.tar"),
         ("train", "results/synthetic/models/efficientnet_b2/telegram/model.safetensors"),
     ])
 

@@ -29,8 +29,24 @@ def cmd_synth(args: argparse.Namespace) -> None:
         if getattr(args, key, None) is not None:
             cfg[key] = getattr(args, key)
     platforms = {p: profile_from_config(p, platforms_cfg.get(p)) for p in ("facebook", "telegram", "twitter")}
-    root = generate(args.out, SynthConfig.from_dict(cfg, platforms), progress=not args.quiet)
-    print(f"wrote synthetic TrueFace-like dataset to {root}")
+    synth_cfg = SynthConfig.from_dict(cfg, platforms)
+    if args.archive:
+        import shutil
+        import tempfile
+
+        from .data.archive import pack
+
+        Path(args.archive).parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=Path(args.archive).parent) as tmp:
+            root = generate(Path(tmp) / "data", synth_cfg, progress=not args.quiet)
+            pack(root, args.archive)
+            shutil.rmtree(root)
+        print(f"wrote synthetic TrueFace-like dataset as {args.archive}")
+    if args.out:
+        root = generate(args.out, synth_cfg, progress=not args.quiet)
+        print(f"wrote synthetic TrueFace-like dataset to {root}")
+    if not (args.out or args.archive):
+        raise SystemExit("error: give --out DIR and/or --archive FILE.tar")
 
 
 def cmd_share(args: argparse.Namespace) -> None:
@@ -51,9 +67,10 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    from .data.archive import extract_all
+    from .data.archive import extract_all, list_archives
 
-    print(f"extracted {len(args.archives)} archive(s) into {extract_all(args.archives, args.out)}")
+    archives = list_archives(args.archives)
+    print(f"extracted {len(archives)} archive(s) into {extract_all(archives, args.out)}")
 
 
 def cmd_manifest(args: argparse.Namespace) -> None:
@@ -165,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="generate the synthetic TrueFace-like dataset")
-    s.add_argument("--out", required=True, help="dataset root to (re)create")
+    s.add_argument("--out", help="dataset root to (re)create")
+    s.add_argument("--archive", help="write the dataset as one deterministic tar file instead")
     s.add_argument("--config-json", type=_json_arg, help="the data.synthetic config section (+ platforms) as JSON")
     s.add_argument("--seed", type=int)
     s.add_argument("--image-size", dest="image_size", type=int)
@@ -190,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_download)
 
     s = sub.add_parser("extract", help="safely extract archives into a dataset root")
-    s.add_argument("archives", nargs="+")
+    s.add_argument("archives", nargs="+", help="archive files, or folders holding them")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_extract)
 

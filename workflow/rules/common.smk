@@ -66,6 +66,12 @@ if DATA_GENERATED and DATA_CFG["source"] == "trueface" and not DATA_CFG["downloa
 ARCHIVES = {(a.get("name") or PurePosixPath(urlparse(a["url"]).path).name): a for a in DATA_CFG["download"]}
 
 
+def archive_files() -> list[str]:
+    """The archives a generated dataset is extracted from."""
+    names = ["synthetic.tar"] if DATA_CFG["source"] == "synthetic" else list(ARCHIVES)
+    return [f"resources/{DATASET}/archives/{name}" for name in names]
+
+
 def as_json(obj) -> str:
     """A config section as one JSON argument (quoted with :q in shell commands)."""
     return json.dumps(obj, sort_keys=True)

@@ -1,10 +1,13 @@
 # Stage 1, data: generate or download the dataset, then the Parquet manifest with leakage-free splits.
 
+# Every generated dataset arrives as archives in resources/{dataset}/archives/ (the synthetic set as
+# one deterministic tar, TrueFace as your mirror's files): the archives are what DVC versions, and
+# one extraction path serves both.
 if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
 
     rule synthesize:
         output:
-            directory(DATA_ROOT),
+            f"resources/{DATASET}/archives/synthetic.tar",
         params:
             py=PY,
             cfg=as_json({**DATA_CFG["synthetic"], "platforms": DATA_CFG["platforms"]}),
@@ -16,7 +19,7 @@ if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
         conda:
             "../../environment.yml"
         shell:
-            "{params.py} workflow/scripts/synth.py --out {output:q} --config-json {params.cfg:q} > {log:q} 2>&1"
+            "{params.py} workflow/scripts/synth.py --archive {output:q} --config-json {params.cfg:q} > {log:q} 2>&1"
 
 
 if DATA_GENERATED and DATA_CFG["source"] == "trueface":
@@ -40,9 +43,12 @@ if DATA_GENERATED and DATA_CFG["source"] == "trueface":
             "{params.py} workflow/scripts/download.py --url {params.url:q} --sha256 {params.sha256:q} "
             "--out {output:q} > {log:q} 2>&1"
 
+
+if DATA_GENERATED:
+
     rule extract:
         input:
-            expand(f"resources/{DATASET}/archives/{{archive}}", archive=list(ARCHIVES)),
+            archive_files(),
         output:
             directory(DATA_ROOT),
         params:

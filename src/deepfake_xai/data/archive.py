@@ -92,6 +92,33 @@ def extract_into(archive: str | Path, target: str | Path) -> None:
         raise UnsafeArchiveError(f"{archive}: not a tar or zip archive")
 
 
+def pack(folder: str | Path, archive: str | Path) -> Path:
+    """Write ``folder`` as an uncompressed tar with fixed order, times and owners, so the same
+    files always give the same bytes (and the same DVC hash). Written atomically."""
+    from ..io import atomic_path
+
+    folder, archive = Path(folder), Path(archive)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    with atomic_path(archive, suffix=".tar") as tmp:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
+            for path in files:
+                info = tarfile.TarInfo(path.relative_to(folder).as_posix())
+                info.size, info.mtime, info.mode = path.stat().st_size, 0, 0o644
+                with open(path, "rb") as fh:
+                    tf.addfile(info, fh)
+    return archive
+
+
+def list_archives(paths: list[str | Path]) -> list[Path]:
+    """Archive files named directly, or every file of a named folder (sorted)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        out += sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")) if p.is_dir() else [p]
+    if not out:
+        raise FileNotFoundError(f"no archives in {', '.join(map(str, paths))}")
+    return out
+
+
 def extract_all(archives: list[str | Path], target: str | Path) -> Path:
     """Extract every archive into ``target`` (replaced as a whole once all succeeded)."""
     target = Path(target)
