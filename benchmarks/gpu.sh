@@ -5,6 +5,12 @@
 set -euo pipefail
 OUT=${OUT:-$(mktemp -d)}
 PY=${PY:-python3}
+# The GPU image lacks grad-cam and ttach: install the wheels carried in .whl/ (built here with
+# `pip wheel --no-deps grad-cam ttach -w .whl`).
+if [ -d .whl ] && ! $PY -c "import pytorch_grad_cam" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH="/tmp/site"
+fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 nvidia-smi -L | tee "$OUT/gpu.txt"
 $PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
@@ -29,6 +35,9 @@ cp "$W/model/train.json" "$OUT/train_b2_presocial_cuda.json"
 dx predict "${common[@]}" --weights "$W/model/model.safetensors" --parts presocial facebook telegram twitter \
   --out "$W/p_pre.parquet" "$W/p_fb.parquet" "$W/p_tl.parquet" "$W/p_tw.parquet" --combined "$W/p_all.parquet"
 for p in pre fb tl tw all; do dx metrics --predictions "$W/p_$p.parquet" --out "$W/m_$p.json"; done
+dx explain-cell "${common[@]}" --weights "$W/model/model.safetensors" --predictions "$W/p_pre.parquet" \
+  --n-images 64 --out "$W/maps.npz" --panels-dir "$W/panels" 2>&1 | tee "$OUT/explain_cuda.txt" \
+  || echo "explain-cell FAILED"
 $PY - "$W" <<'PYEOF' | tee "$OUT/cuda_path.txt"
 import json, sys
 w = sys.argv[1]
@@ -38,6 +47,10 @@ for p in ("pre", "fb", "tl", "tw", "all"):
     m = json.load(open(f"{w}/m_{p}.json"))
     print(f"efficientnet_b2/presocial -> {p}: accuracy {m['accuracy']:.4f}, n={m['n']}")
 PYEOF
+
+echo "== bulk Grad-CAM vs pytorch-grad-cam"
+$PY benchmarks/heatmap_throughput.py --model efficientnet_b2 --size 256 --batch 64 --repeats 10 \
+  --json "$OUT/heatmap_throughput_b2_256.json"
 
 echo "== training throughput: memory-mapped cache vs tensors already on the GPU"
 $PY benchmarks/train_throughput.py --model efficientnet_b2 --size 256 --cached 264 --batch 128 --steps 40 \

@@ -66,6 +66,21 @@ def test_tiny_grid_builds_every_cell(tiny_run):
     assert any((tiny_run / "results/tiny/benchmarks/train").rglob("*.tsv"))
 
 
+def test_explain_stage_writes_maps_panels_montages_and_actmax(tiny_run):
+    from deepfake_xai.explain.bulk import read_maps
+
+    for model in ("mnasnet_100", "efficientnet_b0"):
+        for test_set in ("presocial", "combined"):
+            cell = tiny_run / f"results/tiny/heatmaps/{model}/presocial/{test_set}"
+            maps = read_maps(cell / "maps.npz")
+            assert len(maps["image_ids"]) == 4
+            assert {"gradcam", "cam", "saliency", "guided_gradcam", "eigencam"} <= set(maps["maps"])
+            assert sorted(p.name for p in (cell / "panels").glob("*.png")) == ["panel_00.png", "panel_01.png"]
+        assert (tiny_run / f"results/tiny/heatmaps/{model}/presocial/actmax.png").stat().st_size > 0
+    montages = {p.name for p in (tiny_run / "results/tiny/montages/presocial/presocial").iterdir()}
+    assert {"gradcam.png", "cam.png", "guided_backprop.png"} <= montages
+
+
 def test_second_run_has_nothing_to_do(tiny_run):
     proc = run_snakemake(tiny_run, "-n", "--configfile", "tiny.yaml")
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -79,8 +94,8 @@ def test_changing_one_models_lr_replans_that_model_only(tiny_run):
     (tiny_run / "tiny_lr.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(tiny_run, "-n", "--configfile", "tiny_lr.yaml")
     jobs = planned_jobs(proc.stdout)
-    assert {rule for rule, _ in jobs} == {"train", "predict", "metrics"}
-    assert all("/mnasnet_100/" in out for _, out in jobs), jobs
+    assert {rule for rule, _ in jobs} == {"train", "predict", "metrics", "explain", "actmax", "montage"}
+    assert all("/mnasnet_100/" in out for rule, out in jobs if rule != "montage"), jobs
     assert len([j for j in jobs if j[0] == "train"]) == 2
     assert len([j for j in jobs if j[0] == "metrics"]) == 10
 

@@ -176,6 +176,120 @@ def cmd_metrics(args: argparse.Namespace) -> None:
     print(f"accuracy {metrics['accuracy']:.4f}{ci_txt}, F1 {metrics['f1']:.4f}, n={metrics['n']} -> {args.out}")
 
 
+def _load_for_explain(args):
+    """Model (eval, on its device), its target layer, the runner and the settings."""
+    import torch
+
+    from .models import get_module, info
+    from .train import Runner, load_trained, pick_device
+
+    settings = args.settings_json
+    dev = pick_device(args.device)
+    if dev.type == "cpu":
+        torch.set_num_threads(max(1, args.threads))
+    runner = Runner(load_trained(args.weights, settings), dev, {**settings, "compile": False})
+    layer_name = settings.get("target_layer") or info(settings["arch"]).target_layer
+    if not layer_name:
+        raise SystemExit(f"error: no target_layer for {settings['arch']}: set models.<name>.target_layer")
+    return runner, get_module(runner.model, layer_name), settings
+
+
+def cmd_explain_cell(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from .data.cache import ImageCache
+    from .data.manifest import read_manifest
+    from .evaluate import read_prediction_arrays
+    from .explain.bulk import explain_cell, select_sample, write_maps
+    from .explain.panels import gradcam_panel, save_png
+    from .train import crop_batch
+
+    runner, layer, settings = _load_for_explain(args)
+    preds = read_prediction_arrays(args.predictions)
+    ids = select_sample(preds, args.n_images, args.shared, args.seed)
+    manifest = read_manifest(args.manifest, args.dataset).set_index("image_id")
+    cache = ImageCache(args.cache, args.cache_index)
+    crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(ids))), runner.image_size).numpy()
+    images = runner.inputs(torch.from_numpy(crops))
+    result = explain_cell(model=runner.model, target_layer=layer, images=images, methods=args.methods,
+                          targets=args.target, batch_size=args.batch_size, progress=not args.quiet)
+    labels = manifest.loc[ids, "label"].to_numpy()
+    write_maps(args.out, image_ids=ids, labels=labels, crops=crops, result=result,
+               meta={"arch": settings["arch"], "target_layer": settings.get("target_layer"),
+                     "target": args.target, "device": str(runner.device)})
+    Path(args.panels_dir).mkdir(parents=True, exist_ok=True)
+    for i in range(min(args.panels, len(ids))):
+        maps = {k: v[i] for k, v in result["maps"].items()}
+        save_png(gradcam_panel(crops[i], maps, int(labels[i]), float(result["probs"][i])),
+                 Path(args.panels_dir) / f"panel_{i:02d}.png")
+    rate = len(ids) / max(1e-9, sum(result["seconds"].values()))
+    na = "; ".join(f"{k}: not applicable ({v})" for k, v in result["not_applicable"].items())
+    print(f"{len(ids)} images x {len(result['maps'])} methods -> {args.out} ({rate:.1f} images/s)"
+          + (f"; {na}" if na else ""))
+
+
+def cmd_montage(args: argparse.Namespace) -> None:
+    from .explain.bulk import read_maps
+    from .explain.panels import montage, save_png
+
+    if len(args.models) != len(args.maps):
+        raise SystemExit("error: give one --models name per --maps file")
+    cells = {m: read_maps(p) for m, p in zip(args.models, args.maps)}
+    for method in args.methods:
+        save_png(montage(cells, method, args.images), Path(args.out_dir) / f"{method}.png")
+    print(f"{len(args.methods)} montages of {len(cells)} models -> {args.out_dir}")
+
+
+def cmd_actmax(args: argparse.Namespace) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from .explain.actmax import maximize, to_image
+    from .explain.panels import save_png
+    from .train import IMAGENET_MEAN, IMAGENET_STD
+
+    runner, _, settings = _load_for_explain(args)
+    tiles, traces = [], {}
+    for cls, name in ((0, "real"), (1, "fake")):
+        x, trace = maximize(runner.model, cls, runner.image_size, steps=args.steps, seed=args.seed,
+                            device=runner.device)
+        tiles.append(np.asarray(Image.fromarray(to_image(x, IMAGENET_MEAN, IMAGENET_STD)).resize((128, 128))))
+        traces[name] = [trace[0], trace[-1]]
+    save_png(Image.fromarray(np.concatenate(tiles, axis=1)), args.out)
+    print(f"activation maximization (left real, right fake) -> {args.out}; logit first/last step: {traces}")
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    import torch
+
+    from .data.cache import preprocess
+    from .data.images import load_rgb
+    from .explain.bulk import explain_cell
+    from .explain.panels import gradcam_panel, grid, save_png
+
+    if args.settings_json is None:
+        args.settings_json = {"arch": args.arch, "image_size": args.size, "target_layer": None}
+    args.settings_json.setdefault("image_size", args.size)
+    runner, layer, settings = _load_for_explain(args)
+    crop = preprocess(load_rgb(args.image), args.resize, runner.image_size)
+    images = runner.inputs(torch.from_numpy(crop[None]))
+    result = explain_cell(model=runner.model, target_layer=layer, images=images, methods=args.method,
+                          targets=args.target, batch_size=1, progress=False)
+    prob = float(result["probs"][0])
+    print(f"{args.image}: {'FAKE' if prob >= 0.5 else 'REAL'} (probability of fake {prob:.4f})")
+    for name, reason in result["not_applicable"].items():
+        print(f"  {name}: not applicable ({reason})")
+    maps = {k: v[0] for k, v in result["maps"].items()}
+    panel = gradcam_panel(crop, maps, int(prob >= 0.5), prob)
+    from .explain.panels import _label, _tile, overlay
+
+    extra = [_label(_tile(overlay(crop, m)), k) for k, m in maps.items()
+             if k not in ("gradcam", "guided_backprop", "guided_gradcam")]
+    save_png(grid([[panel], extra]) if extra else panel, args.out)
+    print(f"panel -> {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deepfake-xai", description=__doc__)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -272,6 +386,60 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-set")
     s.add_argument("--test-set")
     s.set_defaults(func=cmd_metrics)
+
+    default_methods = ["saliency", "activation", "cam", "gradcam", "gradcam++", "hirescam", "layercam",
+                       "eigencam", "guided_backprop", "guided_gradcam"]
+
+    def explain_inputs(s, cell=True):
+        s.add_argument("--weights", required=True)
+        s.add_argument("--settings-json", type=_json_arg, required=cell,
+                       help="the model's resolved settings (arch, image_size, target_layer)")
+        s.add_argument("--threads", type=int, default=1)
+        s.add_argument("--device", default="auto")
+
+    s = sub.add_parser("explain-cell", help="bulk heatmaps of one (model, train set, test set) cell")
+    explain_inputs(s)
+    s.add_argument("--cache", required=True)
+    s.add_argument("--cache-index", required=True)
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--predictions", required=True, help="the cell's predictions (for the sample)")
+    s.add_argument("--methods", nargs="+", default=default_methods)
+    s.add_argument("--n-images", type=int, default=16)
+    s.add_argument("--shared", type=int, default=4, help="model-independent images first (montages)")
+    s.add_argument("--panels", type=int, default=4)
+    s.add_argument("--target", choices=["predicted", "fake", "real"], default="predicted")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="maps file (.npz)")
+    s.add_argument("--panels-dir", required=True)
+    s.set_defaults(func=cmd_explain_cell)
+
+    s = sub.add_parser("montage", help="one PNG per method: the shared images' maps across models")
+    s.add_argument("--maps", nargs="+", required=True)
+    s.add_argument("--models", nargs="+", required=True)
+    s.add_argument("--methods", nargs="+", required=True)
+    s.add_argument("--out-dir", required=True, help="gets one <method>.png per method")
+    s.add_argument("--images", type=int, default=4)
+    s.set_defaults(func=cmd_montage)
+
+    s = sub.add_parser("actmax", help="activation maximization: one optimized input per class")
+    explain_inputs(s)
+    s.add_argument("--steps", type=int, default=96)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_actmax)
+
+    s = sub.add_parser("explain", help="verdict and heatmap panel for one image")
+    s.add_argument("image")
+    explain_inputs(s, cell=False)
+    s.add_argument("--arch", default="efficientnet_b2", help="when --settings-json is not given")
+    s.add_argument("--size", type=int, default=64, help="model input side (center crop)")
+    s.add_argument("--resize", type=int, help="resize the shorter side first (weakens traces)")
+    s.add_argument("--method", nargs="+", default=["gradcam", "guided_backprop", "guided_gradcam", "saliency"])
+    s.add_argument("--target", choices=["predicted", "fake", "real"], default="predicted")
+    s.add_argument("--out", default="explanation.png")
+    s.set_defaults(func=cmd_explain)
     return p
 
 

@@ -60,6 +60,19 @@ def cells(config: dict) -> list[tuple[str, str, str]]:
     return [(m, tr, te) for m, tr in training_pairs(config) for te in config["test_sets"]]
 
 
+def explain_cells(config: dict) -> list[tuple[str, str, str]]:
+    """The (model, train_set, test_set) cells the explain stage covers: the configured blocks,
+    restricted to cells that exist."""
+    existing = cells(config)
+    wanted: dict[tuple[str, str, str], None] = {}
+    for block in config.get("explain", {}).get("cells", []):
+        for m, tr, te in existing:
+            if (block.get("models") is None or m in block["models"]) and tr in block["train_sets"] \
+                    and te in block["test_sets"]:
+                wanted.setdefault((m, tr, te), None)
+    return list(wanted)
+
+
 def check(config: dict) -> None:
     """Cross-key checks the schema cannot express; raise ``ValueError`` naming the key and value."""
     models = config["models"]

@@ -121,6 +121,22 @@ def metrics_files() -> list[str]:
     return [f"{RESULTS}/metrics/{m}/{tr}/{te}.json" for m, tr, te in dxcfg.cells(config)]
 
 
+EXPLAIN_CELLS = dxcfg.explain_cells(config)
+
+
+def montage_models(train_set: str, test_set: str) -> list[str]:
+    return [m for m, tr, te in EXPLAIN_CELLS if (tr, te) == (train_set, test_set)]
+
+
+def explain_files() -> list[str]:
+    """Heatmap maps per explained cell, montages per (train set, test set), actmax per model."""
+    maps = [f"{RESULTS}/heatmaps/{m}/{tr}/{te}/maps.npz" for m, tr, te in EXPLAIN_CELLS]
+    pairs = sorted({(tr, te) for _, tr, te in EXPLAIN_CELLS})
+    montages = [f"{RESULTS}/montages/{tr}/{te}" for tr, te in pairs]
+    actmax = sorted({f"{RESULTS}/heatmaps/{m}/{tr}/actmax.png" for m, tr, _ in EXPLAIN_CELLS})
+    return maps + montages + actmax
+
+
 def all_targets() -> list[str]:
     """What `snakemake` with no target builds: every stage's final files for this config."""
-    return [f"{RESULTS}/manifest.parquet", *metrics_files()]
+    return [f"{RESULTS}/manifest.parquet", *metrics_files(), *explain_files()]

@@ -76,12 +76,28 @@ def build(config: dict, configs: list[str]) -> dict:
         pairs[_key(model, train_set)] = {"model": model, "train_set": train_set, "cache": cache,
                                          "settings_json": _json(s)}
     cells = {_key(m, tr, te): {"model": m, "train_set": tr, "test_set": te} for m, tr, te in dxcfg.cells(config)}
+    ex = config["explain"]
+    explain = {_key(m, tr, te): {"model": m, "train_set": tr, "test_set": te, "cache": pairs[_key(m, tr)]["cache"],
+                                 "settings_json": pairs[_key(m, tr)]["settings_json"]}
+               for m, tr, te in dxcfg.explain_cells(config)}
+    montages = {}
+    for m, tr, te in dxcfg.explain_cells(config):
+        entry = montages.setdefault(_key(tr, te), {"train_set": tr, "test_set": te, "models": [], "maps": []})
+        entry["models"].append(m)
+        entry["maps"].append(f"results/{ds}/heatmaps/{m}/{tr}/{te}/maps.npz")
+    for entry in montages.values():
+        entry["models"], entry["maps"] = " ".join(entry["models"]), " ".join(entry["maps"])
+    actmax = {_key(m, tr): pairs[_key(m, tr)] for m, tr, _ in dxcfg.explain_cells(config)}
+    explain_opts = {k: ex[k] for k in ("n_images", "shared_images", "panels", "target", "batch_size", "seed",
+                                       "actmax_steps")}
+    explain_opts["methods"] = " ".join(ex["methods"])
     compute = dict(config["compute"])
     compute["device"] = compute["device"] or "auto"
     return {
         "configs": configs, "dataset": ds, "archives": archives, "manifest_json": manifest,
         "caches": caches, "pairs": pairs, "cells": cells, "settings": settings,
         "parts": " ".join(PLATFORM_PARTS), "compute": compute, "evaluate": config["evaluate"],
+        "explain": explain_opts, "explain_cells": explain, "montages": montages, "actmax": actmax,
     }
 
 

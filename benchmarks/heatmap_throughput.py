@@ -1,0 +1,80 @@
+"""Bulk Grad-CAM images/s vs pytorch-grad-cam's GradCAM on the same model and batch, in one run.
+
+The bulk path keeps activations, gradients and maps on the device (one forward + backward per
+batch, batched upsampling and normalization); pytorch-grad-cam copies them to the CPU and resizes
+each map with OpenCV. Prints both rates, the ratio (target on a GPU: >= 4x), and the largest
+difference between the two maps last.
+
+    python benchmarks/heatmap_throughput.py                                   # CPU defaults
+    python benchmarks/heatmap_throughput.py --model efficientnet_b2 --size 256 --batch 64 --repeats 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from deepfake_xai.explain import get_method
+from deepfake_xai.models import REGISTRY, create_model, get_module
+from deepfake_xai.train import pick_device
+
+
+def timed(fn, repeats: int, cuda: bool) -> tuple[float, object]:
+    out = fn()  # warm-up
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        out = fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / repeats, out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="efficientnet_b0")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    dev = pick_device(args.device)
+    cuda = dev.type == "cuda"
+    torch.manual_seed(0)
+    model = create_model(args.model).to(dev).eval()
+    layer = get_module(model, REGISTRY[args.model].target_layer)
+    x = torch.randn(args.batch, 3, args.size, args.size, device=dev)
+    targets = torch.randint(0, 2, (args.batch,), device=dev)
+
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam = GradCAM(model=model, target_layers=[layer])
+    ref_targets = [ClassifierOutputTarget(int(t)) for t in targets]
+    t_ref, ref = timed(lambda: cam(input_tensor=x, targets=ref_targets), args.repeats, cuda)
+    gradcam = get_method("gradcam")
+    t_bulk, mine = timed(lambda: gradcam(model, x, targets, layer), args.repeats, cuda)
+    diff = float((mine.cpu() - torch.from_numpy(ref)).abs().max())
+    name = torch.cuda.get_device_name(dev) if cuda else f"cpu ({args.threads} threads)"
+    figures = {"model": args.model, "size": args.size, "batch": args.batch, "device": name,
+               "bulk_images_per_s": round(args.batch / t_bulk, 1),
+               "pytorch_grad_cam_images_per_s": round(args.batch / t_ref, 1),
+               "ratio": round(t_ref / t_bulk, 2), "max_abs_difference": diff}
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    print(f"{args.model}, {args.size} px, batch {args.batch}, on {name}")
+    print(f"bulk Grad-CAM: {args.batch / t_bulk:.1f} images/s")
+    print(f"pytorch-grad-cam GradCAM: {args.batch / t_ref:.1f} images/s")
+    print(f"ratio bulk / pytorch-grad-cam: {t_ref / t_bulk:.2f}x; max |difference| {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The base class of explanation methods, the shared per-batch context and the registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+METHODS: dict[str, "Method"] = {}
+
+
+class NotApplicable(Exception):
+    """The method is undefined for this model (e.g. CAM without a pooling + linear head)."""
+
+
+def register(cls):
+    """Class decorator: add one instance of a method to the registry under ``cls.name``."""
+    METHODS[cls.name] = cls()
+    return cls
+
+
+def get_method(name: str) -> "Method":
+    if name not in METHODS:
+        raise KeyError(f"unknown explanation method {name!r}; known: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def normalize(maps: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max scaling to [0, 1] (a constant map becomes 0), as pytorch-grad-cam does."""
+    flat = maps.flatten(1)
+    lo = flat.min(1).values.view(-1, 1, 1)
+    maps = maps - lo
+    hi = maps.flatten(1).max(1).values.view(-1, 1, 1)
+    return maps / (hi + 1e-7)
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling with half-pixel centers (cv2.resize's INTER_LINEAR)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+@dataclass
+class Context:
+    """What one forward and one backward pass of a batch give every method.
+
+    ``activations``/``gradients``: the target layer's output A and dS_c/dA; ``input_grad``: dS_c/dI.
+    """
+
+    model: nn.Module
+    images: torch.Tensor
+    targets: torch.Tensor
+    target_layer: nn.Module
+    logits: torch.Tensor | None = None
+    activations: torch.Tensor | None = None
+    gradients: torch.Tensor | None = None
+    input_grad: torch.Tensor | None = None
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.images.shape[-2:])
+
+    @classmethod
+    def capture(cls, model: nn.Module, images: torch.Tensor, targets, target_layer: nn.Module,
+                need_gradients: bool = True, need_input_grad: bool | None = None) -> "Context":
+        """Run the batch once, keeping the target layer's activations and (optionally) the gradients
+        of each image's target logit with respect to them and to the input.
+
+        Only what is asked for is differentiated: the CAM family needs dS/dA alone, a backward pass
+        through the head; the input gradient (saliency) costs a backward pass through the network.
+        """
+        if need_input_grad is None:
+            need_input_grad = need_gradients
+        targets = torch.as_tensor(targets, device=images.device).long().expand(len(images))
+        ctx = cls(model, images, targets, target_layer)
+        store = {}
+        handle = target_layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+        try:
+            model.eval()
+            with torch.set_grad_enabled(need_gradients or need_input_grad):
+                x = images.detach().clone().requires_grad_(need_input_grad)
+                if need_gradients and not need_input_grad:
+                    # make the target layer's output a leaf of the graph: nothing before it is kept
+                    handle.remove()
+                    handle = target_layer.register_forward_hook(
+                        lambda m, i, o: store.__setitem__("a", o.detach().requires_grad_(True)) or store["a"])
+                logits = model(x)
+        finally:
+            handle.remove()
+        ctx.logits = logits.detach()
+        acts = store["a"]
+        wrt = [t for t, want in ((acts, need_gradients), (x, need_input_grad)) if want]
+        if wrt:
+            grads = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), wrt)
+            grads = list(grads)
+            if need_gradients:
+                ctx.gradients = grads.pop(0).detach()
+            if need_input_grad:
+                ctx.input_grad = grads.pop(0).detach()
+        ctx.activations = acts.detach()
+        return ctx
+
+
+class Method:
+    """One explanation method. Subclasses override :meth:`raw` (one small function)."""
+
+    name = ""
+    needs_gradients = True  # dS/dA at the target layer
+    needs_input_grad = False  # dS/dI (a backward pass through the whole network)
+    cam_family = False  # a map at the target layer's resolution (else at the input's)
+
+    def raw(self, ctx: Context) -> torch.Tensor:
+        """The unnormalized map, (B, h, w)."""
+        raise NotImplementedError
+
+    def from_context(self, ctx: Context) -> torch.Tensor:
+        """Maps in [0, 1] at the input's size. CAM-family maps are normalized at the layer's
+        resolution, upsampled and normalized again, exactly as pytorch-grad-cam does."""
+        raw = self.raw(ctx).float()
+        if self.cam_family:
+            raw = upsample(normalize(torch.relu(raw)), ctx.size)
+        return normalize(raw)
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, target, target_layer: nn.Module) -> torch.Tensor:
+        """The one signature: model, batch of images, target class(es) -> maps in [0, 1]."""
+        return self.from_context(Context.capture(model, images, target, target_layer, self.needs_gradients,
+                                                 self.needs_input_grad))

@@ -1,0 +1,188 @@
+"""Explanation methods against independent references (pytorch-grad-cam, captum) and the
+identities in the slides; the bulk path, sampling, activation maximization, the CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deepfake_xai.explain import METHODS, Context, NotApplicable, get_method
+from deepfake_xai.explain.bulk import explain_cell, read_maps, select_sample, write_maps
+from deepfake_xai.explain.guided import guided_copy, guided_gradients
+from deepfake_xai.models import create_model, get_module
+
+
+def _model(arch, layer, seed=0):
+    torch.manual_seed(seed)
+    m = create_model(arch).eval()
+    return m, get_module(m, layer)
+
+
+def _batch(n=4, size=64, seed=1):
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("arch, layer", [("efficientnet_b0", "bn2"), ("resnet18", "layer4")])
+def test_bulk_gradcam_equals_pytorch_grad_cam(arch, layer):
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model, tl = _model(arch, layer)
+    x, t = _batch(), torch.tensor([0, 1, 1, 0])
+    mine = get_method("gradcam")(model, x, t, tl)
+    with GradCAM(model=model, target_layers=[tl]) as cam:
+        ref = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t])
+    assert mine.shape == ref.shape == (4, 64, 64)
+    assert float((mine - torch.from_numpy(ref)).abs().max()) <= 1e-4
+
+
+def test_saliency_equals_captum():
+    from captum.attr import Saliency
+
+    model, tl = _model("efficientnet_b0", "bn2")
+    x, t = _batch(), torch.tensor([1, 0, 1, 1])
+    ref = Saliency(model).attribute(x.clone().requires_grad_(True), target=t, abs=True).amax(1)
+    lo = ref.flatten(1).min(1).values.view(-1, 1, 1)
+    ref = (ref - lo) / ((ref - lo).flatten(1).max(1).values.view(-1, 1, 1) + 1e-7)
+    assert torch.allclose(get_method("saliency")(model, x, t, tl), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch, layer", [("resnet18", "layer4"), ("efficientnet_b0", "bn2"),
+                                         ("densenet121", "features.norm5")])
+def test_cam_identity_and_gradcam_is_relu_cam_up_to_scale(arch, layer):
+    model, tl = _model(arch, layer)
+    x = _batch()
+    for c in (0, 1):
+        t = torch.full((4,), c)
+        ctx = Context.capture(model, x, t, tl)
+        cam = get_method("cam").raw(ctx)
+        bias = model.get_classifier().bias[c]
+        # the slides: S_c = sum_xy M_c(x, y) (with average pooling: the mean, plus the bias)
+        assert torch.allclose(cam.mean((1, 2)) + bias, ctx.logits[:, c], atol=1e-4)
+        grad = get_method("gradcam").raw(ctx)
+        z = cam.shape[1] * cam.shape[2]
+        assert torch.allclose(torch.relu(grad) * z, torch.relu(cam), atol=1e-4)
+        assert torch.allclose(get_method("gradcam").from_context(ctx), _norm_up(torch.relu(cam), ctx.size), atol=1e-5)
+
+
+def _norm_up(m, size):
+    from deepfake_xai.explain.base import normalize, upsample
+
+    return normalize(upsample(normalize(m), size))
+
+
+def test_cam_is_not_applicable_to_vgg19_and_the_bulk_output_says_so():
+    model, tl = _model("vgg19", "features.36")
+    x = _batch(2, 32)
+    with pytest.raises(NotApplicable, match="not pooling"):
+        get_method("cam")(model, x, torch.tensor([0, 1]), tl)
+    res = explain_cell(model=model, target_layer=tl, images=x, methods=["cam", "gradcam"], progress=False)
+    assert "cam" in res["not_applicable"] and "cam" not in res["maps"] and res["maps"]["gradcam"].shape == (2, 32, 32)
+
+
+class ReLUNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                                  nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_guided_backprop_equals_captum_on_a_relu_model():
+    from captum.attr import GuidedBackprop
+
+    torch.manual_seed(0)
+    model = ReLUNet().eval()
+    x, t = _batch(3, 16), torch.tensor([1, 0, 1])
+    ref = GuidedBackprop(model).attribute(x.clone().requires_grad_(True), target=t)
+    mine = guided_gradients(model, x, t)
+    assert float(ref.abs().max()) > 0
+    assert float((mine - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
+
+
+def test_guided_backprop_on_silu_is_not_the_plain_gradient():
+    from pytorch_grad_cam import GuidedBackpropReLUModel
+
+    model, _ = _model("efficientnet_b0", "bn2")
+    x, t = _batch(2), torch.tensor([1, 1])
+    xg = x.clone().requires_grad_(True)
+    plain = torch.autograd.grad(model(xg).gather(1, t[:, None]).sum(), xg)[0]
+    guided = guided_gradients(model, x, t)
+    scale = float(plain.abs().max())
+    assert scale > 0 and float(guided.abs().max()) > 0
+    assert float((guided - plain).abs().max()) > 0.1 * scale  # really different, not rounding
+    # pytorch-grad-cam swaps nn.ReLU only: on this SiLU network it returns the plain gradient
+    ref = GuidedBackpropReLUModel(model, device="cpu")(x[:1], target_category=1)  # (H, W, 3)
+    assert np.abs(ref - plain[0].permute(1, 2, 0).numpy()).max() < 1e-4 * scale
+    # the model itself is untouched (the guided version is a copy)
+    assert any(type(m) is nn.SiLU for m in model.modules())
+    assert not any(type(m) in (nn.SiLU, nn.ReLU) for m in guided_copy(model).modules())
+
+
+@pytest.mark.parametrize("name", sorted(set(METHODS) - {"scorecam"}))
+def test_every_method_gives_one_map_in_unit_range_per_image(name):
+    model, tl = _model("mnasnet_100", "bn2")
+    maps = get_method(name)(model, _batch(3, 32), torch.tensor([0, 1, 1]), tl)
+    assert maps.shape == (3, 32, 32)
+    assert float(maps.min()) >= 0 and float(maps.max()) <= 1 + 1e-6
+
+
+def test_sample_is_balanced_includes_mistakes_and_shares_its_first_images():
+    rng = np.random.default_rng(0)
+    ids = np.array([f"img{i:03d}" for i in range(200)])
+    labels = rng.integers(0, 2, 200)
+    a = {"image_id": ids, "label": labels, "prob": np.clip(labels * 0.8 + rng.normal(0, 0.3, 200), 0, 1)}
+    b = {"image_id": ids, "label": labels, "prob": rng.uniform(0, 1, 200)}  # another model
+    sa, sb = select_sample(a, 16, 4, seed=0), select_sample(b, 16, 4, seed=0)
+    assert len(sa) == len(set(sa)) == 16 and sa[:4] == sb[:4]
+    lab = dict(zip(ids, labels))
+    assert sum(lab[i] for i in sa) == 8
+    wrong = [i for i in sa if (a["prob"][list(ids).index(i)] >= 0.5) != lab[i]]
+    assert len(wrong) >= 4
+
+
+def test_maps_file_round_trip(tmp_path):
+    model, tl = _model("mnasnet_100", "bn2")
+    res = explain_cell(model=model, target_layer=tl, images=_batch(3, 32), methods=["gradcam", "saliency"],
+                       progress=False)
+    write_maps(tmp_path / "m.npz", image_ids=["a", "b", "c"], labels=[0, 1, 1],
+               crops=np.zeros((3, 32, 32, 3), np.uint8), result=res, meta={"arch": "mnasnet_100"})
+    back = read_maps(tmp_path / "m.npz")
+    assert list(back["image_ids"]) == ["a", "b", "c"]
+    assert back["maps"]["gradcam"].dtype == np.float16 and back["info"]["methods"] == ["gradcam", "saliency"]
+
+
+def test_activation_maximization_raises_the_target_logit():
+    from deepfake_xai.explain.actmax import maximize
+
+    torch.manual_seed(0)
+    model = ReLUNet().eval()
+    for target in (0, 1):
+        x, trace = maximize(model, target, 16, steps=30, lr=0.2, blur_every=0, decay=0.0, seed=0)
+        assert np.mean(trace[-5:]) > np.mean(trace[:5]) + 0.05
+        _, regular = maximize(model, target, 16, steps=30, seed=0)  # with jitter, blur and decay
+        assert np.mean(regular[-5:]) > np.mean(regular[:5])
+        assert x.shape == (1, 3, 16, 16)
+
+
+def test_explain_command_prints_a_verdict_and_writes_a_panel(tmp_path, synth_root):
+    from safetensors.torch import save_file
+
+    model, _ = _model("mnasnet_100", "bn2")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    image = next((synth_root / "TrueFace_PreSocial/Fake/StyleGAN/images-psi-0.5").glob("*.png"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepfake_xai.cli", "explain", str(image), "--weights", str(tmp_path / "w.safetensors"),
+         "--arch", "mnasnet_100", "--size", "32", "--method", "gradcam", "guided_backprop", "cam",
+         "--out", str(tmp_path / "panel.png")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert ("FAKE" in proc.stdout) or ("REAL" in proc.stdout)
+    from PIL import Image
+
+    assert Image.open(tmp_path / "panel.png").size[0] >= 3 * 128
