@@ -66,12 +66,15 @@ class Context:
 
     @classmethod
     def capture(cls, model: nn.Module, images: torch.Tensor, targets, target_layer: nn.Module,
-                need_gradients: bool = True, need_input_grad: bool | None = None) -> "Context":
+                need_gradients: bool = True, need_input_grad: bool | None = None,
+                amp: bool = False) -> "Context":
         """Run the batch once, keeping the target layer's activations and (optionally) the gradients
         of each image's target logit with respect to them and to the input.
 
         Only what is asked for is differentiated: the CAM family needs dS/dA alone, a backward pass
         through the head; the input gradient (saliency) costs a backward pass through the network.
+        ``amp`` runs the forward pass in bf16 on CUDA (faster; maps then agree with the fp32
+        reference to about 1e-2 instead of 1e-6).
         """
         if need_input_grad is None:
             need_input_grad = need_gradients
@@ -88,7 +91,8 @@ class Context:
                     handle.remove()
                     handle = target_layer.register_forward_hook(
                         lambda m, i, o: store.__setitem__("a", o.detach().requires_grad_(True)) or store["a"])
-                logits = model(x)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and images.is_cuda):
+                    logits = model(x).float()
         finally:
             handle.remove()
         ctx.logits = logits.detach()

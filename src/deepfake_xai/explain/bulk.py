@@ -42,7 +42,7 @@ def select_sample(preds, n_images: int, n_shared: int, seed: int, threshold: flo
 
 def explain_cell(*, model: torch.nn.Module, target_layer: torch.nn.Module, images: torch.Tensor,
                  methods: list[str], targets: str = "predicted", batch_size: int = 16,
-                 progress: bool = True) -> dict:
+                 amp: bool = False, progress: bool = True) -> dict:
     """Maps of every method for normalized ``images`` (N, 3, H, W) on the model's device.
 
     Returns {"maps": {method: float16 array (N, H, W)}, "not_applicable": {method: reason},
@@ -67,7 +67,8 @@ def explain_cell(*, model: torch.nn.Module, target_layer: torch.nn.Module, image
             t = (p >= 0.5).long()
         else:
             t = torch.full_like(p, 1 if targets == "fake" else 0, dtype=torch.long)
-        ctx = Context.capture(model, x, t, target_layer, need_gradients=need_grad, need_input_grad=need_input_grad)
+        ctx = Context.capture(model, x, t, target_layer, need_gradients=need_grad, need_input_grad=need_input_grad,
+                              amp=amp)
         if guided_model is not None:
             ctx.cache["guided_model"] = guided_model
         for m in chosen:
