@@ -25,6 +25,7 @@ rule explain:
         target=EXPLAIN["target"],
         batch_size=EXPLAIN["batch_size"],
         seed=EXPLAIN["seed"],
+        amp="--amp" if EXPLAIN["amp"] else "",
     log:
         f"{LOGS}/explain/{{model}}/{{train_set}}/{{test_set}}.log",
     benchmark:
@@ -43,7 +44,7 @@ rule explain:
         "--methods {params.methods:q} --n-images {params.n_images} --shared {params.shared} "
         "--panels {params.panels} --target {params.target} --batch-size {params.batch_size} "
         "--seed {params.seed} --out {output.maps:q} --panels-dir {output.panels:q} "
-        "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
+        "--threads {threads} --device {params.device:q} {params.amp} > {log:q} 2>&1"
 
 
 rule montage:

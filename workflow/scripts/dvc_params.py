@@ -91,6 +91,7 @@ def build(config: dict, configs: list[str]) -> dict:
     explain_opts = {k: ex[k] for k in ("n_images", "shared_images", "panels", "target", "batch_size", "seed",
                                        "actmax_steps")}
     explain_opts["methods"] = " ".join(ex["methods"])
+    explain_opts["amp"] = "--amp" if ex["amp"] else ""
     compute = dict(config["compute"])
     compute["device"] = compute["device"] or "auto"
     return {
