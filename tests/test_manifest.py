@@ -126,6 +126,14 @@ def test_split_assignment_groups_by_source_and_is_deterministic():
     assert (assign_splits(df, 0.15, 0.2, seed=1) != a).any()
 
 
+def _manifest_cli(root, out, max_rejected):
+    return subprocess.run(
+        [sys.executable, "-m", "deepfake_xai.cli", "--quiet", "manifest", "--root", str(root),
+         "--dataset", "t", "--out", str(out / "manifest.parquet"), "--rejected", str(out / "rejected.parquet"),
+         "--summary", str(out / "summary.csv"), "--config-json", f'{{"max_rejected_fraction": {max_rejected}}}'],
+        capture_output=True, text=True)
+
+
 def test_corrupt_files_are_listed_not_fatal(synth_copy, tmp_path):
     pre = synth_copy / "TrueFace_PreSocial" / "Real" / "FFHQ"
     fb = synth_copy / "TrueFace_PostSocial" / "Facebook" / "Real" / "FFHQ"
@@ -146,22 +154,14 @@ def test_corrupt_files_are_listed_not_fatal(synth_copy, tmp_path):
 
     # the command line keeps going too, and writes rejected.parquet
     out = tmp_path / "m"
-    proc = subprocess.run(
-        [sys.executable, "-m", "deepfake_xai.cli", "--quiet", "manifest", "--root", str(synth_copy),
-         "--dataset", "t", "--out", str(out / "manifest.parquet"), "--rejected", str(out / "rejected.parquet"),
-         "--summary", str(out / "summary.csv"), "--config-json", '{"max_rejected_fraction": 0.05}'],
-        capture_output=True, text=True)
+    proc = _manifest_cli(synth_copy, out, 0.05)
     assert proc.returncode == 0, proc.stderr
     assert len(pd.read_parquet(out / "rejected.parquet")) == 4
     assert "rejected" in proc.stdout
 
     # over the limit: a clear error, rejected.parquet still written, no manifest
     out2 = tmp_path / "m2"
-    proc = subprocess.run(
-        [sys.executable, "-m", "deepfake_xai.cli", "--quiet", "manifest", "--root", str(synth_copy),
-         "--dataset", "t", "--out", str(out2 / "manifest.parquet"), "--rejected", str(out2 / "rejected.parquet"),
-         "--summary", str(out2 / "summary.csv"), "--config-json", '{"max_rejected_fraction": 0.001}'],
-        capture_output=True, text=True)
+    proc = _manifest_cli(synth_copy, out2, 0.001)
     assert proc.returncode != 0
     assert "max_rejected_fraction" in proc.stderr and "rejected.parquet" in proc.stderr
     assert (out2 / "rejected.parquet").exists() and not (out2 / "manifest.parquet").exists()
