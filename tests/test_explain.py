@@ -1,7 +1,6 @@
 """Explanation methods against independent references (pytorch-grad-cam, captum) and the
 identities in the slides; the bulk path, sampling, activation maximization, the CLI."""
 
-import json
 import subprocess
 import sys
 

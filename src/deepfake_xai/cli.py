@@ -195,7 +195,6 @@ def _load_for_explain(args):
 
 
 def cmd_explain_cell(args: argparse.Namespace) -> None:
-    import numpy as np
     import torch
 
     from .data.cache import ImageCache

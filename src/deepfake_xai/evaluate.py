@@ -54,7 +54,6 @@ def pool(parts: "list[pd.DataFrame]") -> "pd.DataFrame":
 
 def read_prediction_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """Predictions as numpy arrays via pyarrow alone (a metrics job need not import pandas)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.ParquetFile(path).read()  # read_table would import pyarrow.dataset and pandas

@@ -14,7 +14,7 @@ import argparse
 import json
 import shlex
 import sys
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from urllib.parse import urlparse
 
 import yaml

@@ -33,7 +33,6 @@ from PIL import Image, ImageDraw
 
 from . import layout
 from .social import PlatformProfile, share, DEFAULT_PROFILES
-from ..io import atomic_path
 
 # (mean, std) of each face parameter, in units of the canvas side. psi scales the std.
 FACE_PARAMS: dict[str, tuple[float, float]] = {

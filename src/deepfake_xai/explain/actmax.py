@@ -5,6 +5,7 @@ every few steps, and L2 decay of the input. One image per (model, class)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,10 +44,8 @@ def maximize(model: torch.nn.Module, target: int, size: int, *, steps: int = 96,
     return x.detach(), trace
 
 
-def to_image(x: torch.Tensor, mean, std) -> "np.ndarray":
+def to_image(x: torch.Tensor, mean, std) -> np.ndarray:
     """A normalized input back to displayable uint8 RGB (percentile-stretched)."""
-    import numpy as np
-
     img = (x[0].cpu() * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)).permute(1, 2, 0)
     lo, hi = torch.quantile(img, 0.01), torch.quantile(img, 0.99)
     return ((img - lo) / (hi - lo + 1e-8)).clamp(0, 1).mul(255).byte().numpy().astype(np.uint8)

@@ -16,7 +16,7 @@ import copy
 import torch
 from torch import nn
 
-from .base import Context, Method, normalize, register, upsample
+from .base import Context, Method, register
 
 
 class _GuidedReLUFn(torch.autograd.Function):
