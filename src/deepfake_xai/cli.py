@@ -281,9 +281,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
         print(f"  {name}: not applicable ({reason})")
     maps = {k: v[0] for k, v in result["maps"].items()}
     panel = gradcam_panel(crop, maps, int(prob >= 0.5), prob)
-    from .explain.panels import _label, _tile, overlay
+    from .explain.panels import overlay_tile
 
-    extra = [_label(_tile(overlay(crop, m)), k) for k, m in maps.items()
+    extra = [overlay_tile(crop, m, k) for k, m in maps.items()
              if k not in ("gradcam", "guided_backprop", "guided_gradcam")]
     save_png(grid([[panel], extra]) if extra else panel, args.out)
     print(f"panel -> {args.out}")

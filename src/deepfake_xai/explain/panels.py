@@ -61,6 +61,11 @@ def gradcam_panel(crop: np.ndarray, maps: dict[str, np.ndarray], label: int, pro
     return grid([tiles])
 
 
+def overlay_tile(crop: np.ndarray, m: np.ndarray, title: str) -> Image.Image:
+    """One titled tile: ``m`` over ``crop``."""
+    return _label(_tile(overlay(crop, m)), title)
+
+
 def save_png(img: Image.Image, path: str | Path) -> None:
     from ..io import atomic_path
 
@@ -80,7 +85,7 @@ def montage(cells: dict[str, dict], method: str, n: int) -> Image.Image:
             c = cells[m]
             hit = np.flatnonzero(c["image_ids"] == iid)
             if method in c["maps"] and len(hit):
-                row.append(_tile(overlay(c["crops"][hit[0]], c["maps"][method][hit[0]])))
+                row.append(_tile(overlay(c["crops"][hit[0]], c["maps"][method][hit[0]])))  # untitled grid cell
             else:
                 reason = "n/a" if method in c["info"]["not_applicable"] else "missing"
                 row.append(_label(Image.new("RGB", (CELL, CELL - 16), "lightgray"), reason))
