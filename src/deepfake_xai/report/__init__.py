@@ -1,0 +1,1 @@
+"""Reports: the paper's tables beside this run's numbers, figures, and a generated README."""

@@ -1,0 +1,123 @@
+"""One call that writes a dataset's whole report folder: tables, figures and a README saying what ran."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterable
+
+from ..io import write_text
+from . import figures
+from .tables import build_tables, display, load_metrics, load_train_summaries, write_tables
+
+
+def git_commit(cwd: str | Path = ".") -> str:
+    """The checkout's commit, marked ``-dirty`` when tracked files differ; 'unknown' outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return sha + ("-dirty" if dirty else "")
+
+
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _rel(path: str | Path, start: Path) -> str:
+    return os.path.relpath(Path(path).resolve(), start.resolve())
+
+
+def report_files(out_dir: str | Path, models: list[str]) -> list[str]:
+    """Every file :func:`build_report` writes, for rules that must declare them."""
+    out = Path(out_dir)
+    files = [out / "tables" / f"table{n}.{ext}" for n in (1, 2, 3, 4) for ext in ("md", "csv", "tex")]
+    files += [out / "tables" / "matrices.md", out / "tables" / "matrices.csv",
+              out / "figures" / "training_curves.png"]
+    files += [out / "figures" / f"{kind}_{m}.png" for m in models for kind in ("matrix", "confusion")]
+    return [str(f) for f in files + [out / "README.md"]]
+
+
+def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[str | Path],
+                 out_dir: str | Path, dataset: str, models: list[str], train_sets: list[str],
+                 test_sets: list[str], config_file: str | Path | None = None,
+                 results_dir: str | Path | None = None, explain_files: Iterable[str | Path] = (),
+                 paper_csv: str | Path | None = None) -> list[Path]:
+    """Write tables/, figures/ and README.md under ``out_dir`` from the given stage outputs only."""
+    from .tables import paper_rows
+
+    out_dir = Path(out_dir)
+    metrics_files, train_files = list(metrics_files), list(train_files)
+    metrics = load_metrics(metrics_files)
+    summaries = load_train_summaries(train_files)
+    results = Path(results_dir) if results_dir else Path("results") / dataset
+    tables = build_tables(metrics, summaries, paper_rows(paper_csv),
+                          metrics_pattern=f"{results}/metrics/{{model}}/{{train_set}}/{{test_set}}.json",
+                          train_pattern=f"{results}/models/{{model}}/{{train_set}}/train.json")
+    written = write_tables(tables, out_dir / "tables")
+    written += figures.write_matrices(metrics, models, train_sets, test_sets, out_dir / "tables")
+    figs = out_dir / "figures"
+    logs = {key: Path(p).with_name("log.csv") for key, p in zip(summaries, train_files)}
+    written.append(figures.training_curves_figure(logs, figs / "training_curves.png"))
+    for m in models:
+        written.append(figures.matrix_figure(metrics, m, train_sets, test_sets, figs / f"matrix_{m}.png"))
+        written.append(figures.confusion_figure(metrics, m, train_sets, test_sets, figs / f"confusion_{m}.png"))
+    readme = out_dir / "README.md"
+    write_text(readme, readme_text(tables=tables, summaries=summaries, n_cells=len(metrics), out_dir=out_dir,
+                                   dataset=dataset, models=models, config_file=config_file,
+                                   explain_files=list(explain_files)))
+    written.append(readme)
+    return written
+
+
+def readme_text(*, tables, summaries: dict, n_cells: int, out_dir: Path, dataset: str, models: list[str],
+                config_file, explain_files: list) -> str:
+    """What was run (config, dataset, commit, device, time) and where each table and figure is."""
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    devices = sorted({s.get("device", "?") for s in summaries.values()})
+    torch_versions = sorted({s.get("torch", "?") for s in summaries.values()})
+    train_s = sum(float(s.get("seconds", 0.0)) for s in summaries.values())
+    lines = [f"# Report: {dataset}", "",
+             f"Generated {now} by deepfake-xai from commit `{git_commit()}`.", "",
+             "## What was run", ""]
+    if config_file:
+        lines.append(f"- Config: `{config_file}` (sha256 `{_sha256(config_file)[:16]}`)")
+    lines += [f"- Dataset: `{dataset}`",
+              f"- Trainings: {len(summaries)} (model x train set); evaluated cells: {n_cells}",
+              f"- Device(s): {', '.join(devices) or 'none'}; torch {', '.join(torch_versions) or '?'}",
+              f"- Training time: {train_s / 60:.1f} min in all (sum of train.json `seconds`)", ""]
+    if summaries:
+        lines += ["| Model | Train set | Epochs (best) | Best val balanced acc. | Params (M) | Seconds | Device |",
+                  "|---|---|---|---|---|---|---|"]
+        for (m, tr), s in summaries.items():
+            lines.append(f"| {display(m)} | {display(tr)} | {s['epochs']} ({s['best_epoch']}) | "
+                         f"{100 * s['best_val_balanced_accuracy']:.1f} | {s['parameters'] / 1e6:.2f} | "
+                         f"{s['seconds']:.0f} | {s['device']} |")
+        lines.append("")
+    lines += ["## Tables (this run beside the paper)", ""]
+    for t in tables:
+        n_total = len(t.rows) * len(t.columns)
+        n_missing = sum(1 for row in t.rows for c in t.columns if t.cells[row, c].missing)
+        lines.append(f"- {t.title}: [md](tables/table{t.number}.md), [csv](tables/table{t.number}.csv), "
+                     f"[tex](tables/table{t.number}.tex); {n_total - n_missing} of {n_total} cells built")
+    lines += ["- Every train set x test set cell (accuracy, F1, AUC): [md](tables/matrices.md), "
+              "[csv](tables/matrices.csv)", "",
+              "## Figures", "",
+              "- Training curves: [figures/training_curves.png](figures/training_curves.png)"]
+    for m in models:
+        lines.append(f"- {display(m)}: [train x test matrix](figures/matrix_{m}.png), "
+                     f"[confusion matrices](figures/confusion_{m}.png)")
+    if explain_files:
+        lines += ["", "## Heatmaps (explain stage)", ""]
+        lines += [f"- [{Path(p).as_posix()}]({_rel(p, out_dir)})" for p in explain_files]
+    lines += ["", "## Rebuild", "",
+              "```", "snakemake --cores 2            # everything, incrementally",
+              f"snakemake --report reports/{dataset}/report.html", "```", ""]
+    return "\n".join(lines)
+

@@ -1,0 +1,182 @@
+"""Figures beyond the paper: train x test matrices, training curves, confusion matrices.
+
+Every figure is drawn from the files the earlier stages wrote (metrics JSON, log.csv); a cell that was
+not built is drawn grey and labelled, never interpolated.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from ..io import write_bytes, write_text
+from .tables import display
+
+MATRIX_METRICS = ("accuracy", "f1", "roc_auc")
+MATRIX_LABELS = {"accuracy": "Accuracy", "f1": "F1", "roc_auc": "ROC-AUC"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    """PNG written atomically (rendered to memory, then renamed into place)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    _pyplot().close(fig)
+    write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def matrix(metrics: Mapping[tuple[str, str, str], dict], model: str, train_sets: list[str],
+           test_sets: list[str], metric: str) -> np.ndarray:
+    """train set x test set values of one metric for one model; NaN where the cell was not built."""
+    out = np.full((len(train_sets), len(test_sets)), np.nan)
+    for i, tr in enumerate(train_sets):
+        for j, te in enumerate(test_sets):
+            value = metrics.get((model, tr, te), {}).get(metric)
+            if value is not None:
+                out[i, j] = value
+    return out
+
+
+def matrix_figure(metrics: Mapping, model: str, train_sets: list[str], test_sets: list[str],
+                  path: str | Path) -> Path:
+    """Annotated heatmaps of accuracy, F1 and AUC over every (train set, test set) of one model."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(MATRIX_METRICS), figsize=(4.2 * len(MATRIX_METRICS), 0.6 * len(train_sets) + 1.8))
+    for ax, metric in zip(np.atleast_1d(axes), MATRIX_METRICS):
+        values = matrix(metrics, model, train_sets, test_sets, metric)
+        masked = np.ma.masked_invalid(values)
+        cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
+        ax.imshow(masked, cmap=cmap, vmin=0.0, vmax=1.0)
+        for i in range(len(train_sets)):
+            for j in range(len(test_sets)):
+                v = values[i, j]
+                text = "not\nbuilt" if np.isnan(v) else f"{100 * v:.1f}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                        color="black" if np.isnan(v) or v > 0.6 else "white")
+        ax.set_xticks(range(len(test_sets)), [display(t) for t in test_sets], rotation=30, ha="right")
+        ax.set_yticks(range(len(train_sets)), [display(t) for t in train_sets])
+        ax.set_xlabel("test set")
+        ax.set_ylabel("train set")
+        ax.set_title(f"{display(model)}: {MATRIX_LABELS[metric]} (%)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def matrices_table(metrics: Mapping, models: list[str], train_sets: list[str],
+                   test_sets: list[str]) -> tuple[str, str]:
+    """Every (model, train set, test set) cell's accuracy, F1 and AUC as (markdown, csv)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["model", "train_set", "test_set", "n", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+                "f1", "f1_ci_low", "f1_ci_high", "roc_auc", "built"])
+    md = ["# Every train set x test set cell", "",
+          "Accuracy / F1 / ROC-AUC in percent; `-` where the cell is not in the configured grid.", ""]
+    for model in models:
+        md += [f"## {display(model)}", "",
+               "| train \\ test | " + " | ".join(display(t) for t in test_sets) + " |",
+               "|---|" + "---|" * len(test_sets)]
+        for tr in train_sets:
+            row = []
+            for te in test_sets:
+                m = metrics.get((model, tr, te))
+                if m is None:
+                    row.append("-")
+                    w.writerow([model, tr, te, "", "", "", "", "", "", "", "", 0])
+                    continue
+                ci = m.get("ci95") or {}
+                acc_ci, f1_ci = ci.get("accuracy") or ["", ""], ci.get("f1") or ["", ""]
+                auc = m.get("roc_auc")
+                row.append(f"{100 * m['accuracy']:.1f} / {100 * m['f1']:.1f} / "
+                           + ("n/a" if auc is None else f"{100 * auc:.1f}"))
+                w.writerow([model, tr, te, m["n"], m["accuracy"], *acc_ci, m["f1"], *f1_ci,
+                            "" if auc is None else auc, 1])
+            md.append(f"| {display(tr)} | " + " | ".join(row) + " |")
+        md.append("")
+    return "\n".join(md), buf.getvalue()
+
+
+def read_log(path: str | Path) -> dict[str, np.ndarray]:
+    """A training log.csv as columns of floats."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return {}
+    return {k: np.array([float(r[k]) for r in rows]) for k in rows[0]}
+
+
+def training_curves_figure(logs: Mapping[tuple[str, str], str | Path], path: str | Path) -> Path:
+    """Training loss and validation balanced accuracy per epoch; a column per train set, a line per model."""
+    plt = _pyplot()
+    train_sets = list(dict.fromkeys(tr for _, tr in logs))
+    fig, axes = plt.subplots(2, len(train_sets), figsize=(3.6 * len(train_sets), 6), squeeze=False)
+    for j, tr in enumerate(train_sets):
+        for (model, t), p in logs.items():
+            if t != tr:
+                continue
+            log = read_log(p)
+            if not log:
+                continue
+            axes[0, j].plot(log["epoch"], log["train_loss"], marker="o", label=display(model))
+            axes[1, j].plot(log["epoch"], 100 * log["val_balanced_accuracy"], marker="o", label=display(model))
+        axes[0, j].set_title(f"trained on {display(tr)}")
+        axes[0, j].set_ylabel("training loss")
+        axes[1, j].set_ylabel("val balanced accuracy (%)")
+        axes[1, j].set_xlabel("epoch")
+        for ax in axes[:, j]:
+            ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confusion_figure(metrics: Mapping, model: str, train_sets: list[str], test_sets: list[str],
+                     path: str | Path) -> Path:
+    """The confusion matrix of every built cell of one model (rows: true class, columns: predicted)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(train_sets), len(test_sets), squeeze=False,
+                             figsize=(1.9 * len(test_sets), 1.9 * len(train_sets) + 0.6))
+    for i, tr in enumerate(train_sets):
+        for j, te in enumerate(test_sets):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            m = metrics.get((model, tr, te))
+            if i == len(train_sets) - 1:
+                ax.set_xlabel(f"test {display(te)}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(f"train {display(tr)}", fontsize=8)
+            if m is None:
+                ax.text(0.5, 0.5, "not built", ha="center", va="center", fontsize=8, color="grey")
+                continue
+            cm = m["confusion_matrix"]
+            grid = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
+            ax.imshow(grid, cmap="Blues", vmin=0, vmax=max(1, grid.sum(axis=1).max()))
+            for (r, c), v in np.ndenumerate(grid):
+                ax.text(c, r, str(v), ha="center", va="center", fontsize=8,
+                        color="white" if v > grid.sum(axis=1).max() / 2 else "black")
+    fig.suptitle(f"{display(model)}: confusion matrices (rows real/fake, columns predicted real/fake)",
+                 fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def write_matrices(metrics: Mapping, models: list[str], train_sets: list[str], test_sets: list[str],
+                   tables_dir: str | Path) -> list[Path]:
+    md, csv_text = matrices_table(metrics, models, train_sets, test_sets)
+    tables_dir = Path(tables_dir)
+    write_text(tables_dir / "matrices.md", md)
+    write_text(tables_dir / "matrices.csv", csv_text)
+    return [tables_dir / "matrices.md", tables_dir / "matrices.csv"]
