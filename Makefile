@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= 2
 SNAKEMAKE_ARGS ?=
+DATASET ?= synthetic
 
 .PHONY: install demo test dry-run lint clean
 install: $(STAMP)
@@ -15,9 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[workflow,test]'
 	@touch $(STAMP)
 
-## make demo: the whole DAG on the embedded synthetic dataset, on the CPU
+## make demo: the whole DAG on the embedded synthetic dataset, on the CPU, then the HTML report
 demo: install
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+	$(BIN)/snakemake --report reports/$(DATASET)/report.html $(SNAKEMAKE_ARGS)
 
 ## make test: the test suite (unit, reference and real Snakemake runs)
 test: install
@@ -30,4 +32,4 @@ lint: install
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results resources .snakemake
+	rm -rf results resources .snakemake reports/*/

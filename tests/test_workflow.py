@@ -81,6 +81,30 @@ def test_explain_stage_writes_maps_panels_montages_and_actmax(tiny_run):
     assert {"gradcam.png", "cam.png", "guided_backprop.png"} <= montages
 
 
+def test_report_tables_figures_and_html(tiny_run):
+    import csv
+
+    rep = tiny_run / "reports/tiny"
+    for n in (1, 2, 3, 4):
+        for ext in ("md", "csv", "tex"):
+            assert (rep / f"tables/table{n}.{ext}").stat().st_size > 0
+    cell = json.loads((tiny_run / "results/tiny/metrics/mnasnet_100/presocial/presocial.json").read_text())
+    t1 = {r["model"]: r for r in csv.DictReader((rep / "tables/table1.csv").open())}
+    assert float(t1["mnasnet_100"]["accuracy"]) == pytest.approx(100 * cell["accuracy"], abs=1e-4)
+    assert float(t1["mnasnet_100"]["accuracy_paper"]) == 99.88
+    assert t1["vgg19"]["accuracy"] == "" and "accuracy" in t1["vgg19"]["missing"]
+    assert "results/tiny/metrics/vgg19/presocial/presocial.json" in (rep / "tables/table1.md").read_text()
+    for fig in ("training_curves.png", "matrix_mnasnet_100.png", "confusion_efficientnet_b0.png"):
+        assert (rep / "figures" / fig).read_bytes()[:4] == b"\x89PNG"
+    assert "evaluated cells: 20" in (rep / "README.md").read_text()
+
+    run_snakemake(tiny_run, "--report", "reports/tiny/report.html", "--configfile", "tiny.yaml")
+    html = (rep / "report.html").read_text()
+    for name in ("training_curves.png", "matrix_mnasnet_100.png", "table4.csv", "gradcam.png", "actmax.png",
+                 "panel_00.png", "Paper tables"):
+        assert name in html, name
+
+
 def test_second_run_has_nothing_to_do(tiny_run):
     proc = run_snakemake(tiny_run, "-n", "--configfile", "tiny.yaml")
     assert "Nothing to be done" in proc.stdout + proc.stderr
@@ -94,8 +118,8 @@ def test_changing_one_models_lr_replans_that_model_only(tiny_run):
     (tiny_run / "tiny_lr.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(tiny_run, "-n", "--configfile", "tiny_lr.yaml")
     jobs = planned_jobs(proc.stdout)
-    assert {rule for rule, _ in jobs} == {"train", "predict", "metrics", "explain", "actmax", "montage"}
-    assert all("/mnasnet_100/" in out for rule, out in jobs if rule != "montage"), jobs
+    assert {rule for rule, _ in jobs} == {"train", "predict", "metrics", "explain", "actmax", "montage", "report"}
+    assert all("/mnasnet_100/" in out for rule, out in jobs if rule not in ("montage", "report")), jobs
     assert len([j for j in jobs if j[0] == "train"]) == 2
     assert len([j for j in jobs if j[0] == "metrics"]) == 10
 

@@ -240,6 +240,16 @@ def cmd_montage(args: argparse.Namespace) -> None:
     print(f"{len(args.methods)} montages of {len(cells)} models -> {args.out_dir}")
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from .report.build import build_report
+
+    written = build_report(metrics_files=args.metrics, train_files=args.train, out_dir=args.out_dir,
+                           dataset=args.dataset, models=args.models, train_sets=args.train_sets,
+                           test_sets=args.test_sets, config_file=args.config, results_dir=args.results,
+                           explain_files=args.explain, paper_csv=args.paper)
+    print(f"{len(written)} report files -> {args.out_dir} (start at {Path(args.out_dir) / 'README.md'})")
+
+
 def cmd_actmax(args: argparse.Namespace) -> None:
     import numpy as np
     from PIL import Image
@@ -249,12 +259,12 @@ def cmd_actmax(args: argparse.Namespace) -> None:
     from .train import IMAGENET_MEAN, IMAGENET_STD
 
     runner, _, settings = _load_for_explain(args)
-    tiles, traces = [], {}
-    for cls, name in ((0, "real"), (1, "fake")):
-        x, trace = maximize(runner.model, cls, runner.image_size, steps=args.steps, seed=args.seed,
-                            device=runner.device)
-        tiles.append(np.asarray(Image.fromarray(to_image(x, IMAGENET_MEAN, IMAGENET_STD)).resize((128, 128))))
-        traces[name] = [trace[0], trace[-1]]
+    x, trace = maximize(runner.model, [0, 1], runner.image_size, steps=args.steps, seed=args.seed,
+                        device=runner.device)
+    tiles = [np.asarray(Image.fromarray(to_image(x[i:i + 1], IMAGENET_MEAN, IMAGENET_STD)).resize((128, 128)))
+             for i in range(2)]
+    traces = {name: [round(float(trace[0, i]), 4), round(float(trace[-1, i]), 4)]
+              for i, name in enumerate(("real", "fake"))}
     save_png(Image.fromarray(np.concatenate(tiles, axis=1)), args.out)
     print(f"activation maximization (left real, right fake) -> {args.out}; logit first/last step: {traces}")
 
@@ -422,6 +432,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True, help="gets one <method>.png per method")
     s.add_argument("--images", type=int, default=4)
     s.set_defaults(func=cmd_montage)
+
+    s = sub.add_parser("report", help="the paper's tables beside this run's, figures and a README")
+    s.add_argument("--metrics", nargs="*", default=[], help="metrics JSON files (the cells to report)")
+    s.add_argument("--train", nargs="*", default=[], help="train.json files (log.csv beside each)")
+    s.add_argument("--out-dir", required=True, help="e.g. reports/synthetic")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--models", nargs="+", required=True, help="models with a matrix/confusion figure")
+    s.add_argument("--train-sets", nargs="+", required=True)
+    s.add_argument("--test-sets", nargs="+", required=True)
+    s.add_argument("--config", help="config file recorded (with its hash) in the README")
+    s.add_argument("--results", help="results folder named for missing cells (default results/DATASET)")
+    s.add_argument("--explain", nargs="*", default=[], help="heatmap outputs to link from the README")
+    s.add_argument("--paper", help="the paper's tables CSV (default: the copy shipped in the package)")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("actmax", help="activation maximization: one optimized input per class")
     explain_inputs(s)

@@ -55,6 +55,15 @@ def training_pairs(config: dict) -> list[tuple[str, str]]:
     return list(seen)
 
 
+def grid_axes(config: dict) -> tuple[list[str], list[str]]:
+    """The models (in grid order) and train sets (in ``train_sets`` order) the training grid uses."""
+    pairs = training_pairs(config)
+    models = list(dict.fromkeys(m for m, _ in pairs))
+    train_sets = [t for t in config["train_sets"] if any(pt == t for _, pt in pairs)]
+    train_sets += [t for _, t in pairs if t not in train_sets]
+    return models, list(dict.fromkeys(train_sets))
+
+
 def cells(config: dict) -> list[tuple[str, str, str]]:
     """Every (model, train_set, test_set) table cell the config asks for."""
     return [(m, tr, te) for m, tr in training_pairs(config) for te in config["test_sets"]]

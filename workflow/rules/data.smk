@@ -69,7 +69,8 @@ rule manifest:
     output:
         manifest=f"{RESULTS}/manifest.parquet",
         rejected=f"{RESULTS}/rejected.parquet",
-        summary=f"{RESULTS}/manifest_summary.csv",
+        summary=report(f"{RESULTS}/manifest_summary.csv", caption="../report/manifest.rst",
+                       category="1. Data", labels={"table": "manifest summary"}),
     params:
         py=PY,
         dataset=DATASET,

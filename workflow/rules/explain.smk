@@ -12,7 +12,14 @@ rule explain:
         predictions=f"{RESULTS}/predictions/{{model}}/{{train_set}}/{{test_set}}.parquet",
     output:
         maps=f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/{{test_set}}/maps.npz",
-        panels=directory(f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/{{test_set}}/panels"),
+        panels=report(
+            directory(f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/{{test_set}}/panels"),
+            patterns=["{name}.png"],
+            caption="../report/panels.rst",
+            category="4. Explainability",
+            subcategory="panels: {model} ({train_set} -> {test_set})",
+            labels={"model": "{model}", "image": "{name}"},
+        ),
     params:
         py=PY,
         dataset=DATASET,
@@ -52,7 +59,14 @@ rule montage:
         lambda wc: [f"{RESULTS}/heatmaps/{m}/{wc.train_set}/{wc.test_set}/maps.npz"
                     for m in montage_models(wc.train_set, wc.test_set)],
     output:
-        directory(f"{RESULTS}/montages/{{train_set}}/{{test_set}}"),
+        report(
+            directory(f"{RESULTS}/montages/{{train_set}}/{{test_set}}"),
+            patterns=["{method}.png"],
+            caption="../report/montage.rst",
+            category="4. Explainability",
+            subcategory="montages ({train_set} -> {test_set})",
+            labels={"method": "{method}"},
+        ),
     params:
         py=PY,
         models=lambda wc: montage_models(wc.train_set, wc.test_set),
@@ -73,7 +87,13 @@ rule actmax:
     input:
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
     output:
-        f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/actmax.png",
+        report(
+            f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/actmax.png",
+            caption="../report/actmax.rst",
+            category="4. Explainability",
+            subcategory="activation maximization",
+            labels={"model": "{model}", "train set": "{train_set}"},
+        ),
     params:
         py=PY,
         settings=settings_json,

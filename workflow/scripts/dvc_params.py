@@ -92,6 +92,16 @@ def build(config: dict, configs: list[str]) -> dict:
                                        "actmax_steps")}
     explain_opts["methods"] = " ".join(ex["methods"])
     explain_opts["amp"] = "--amp" if ex["amp"] else ""
+    grid_models, grid_train_sets = dxcfg.grid_axes(config)
+    report = {
+        "metrics": " ".join(f"results/{ds}/metrics/{m}/{tr}/{te}.json" for m, tr, te in dxcfg.cells(config)),
+        "train": " ".join(f"results/{ds}/models/{m}/{tr}/train.json" for m, tr in dxcfg.training_pairs(config)),
+        "explain": " ".join([*(f"results/{ds}/montages/{e['train_set']}/{e['test_set']}" for e in montages.values()),
+                             *(f"results/{ds}/heatmaps/{e['model']}/{e['train_set']}/actmax.png"
+                               for e in actmax.values())]),
+        "models": " ".join(grid_models), "train_sets": " ".join(grid_train_sets),
+        "test_sets": " ".join(config["test_sets"]), "config": configs[0] if configs else "",
+    }
     compute = dict(config["compute"])
     compute["device"] = compute["device"] or "auto"
     return {
@@ -99,6 +109,7 @@ def build(config: dict, configs: list[str]) -> dict:
         "caches": caches, "pairs": pairs, "cells": cells, "settings": settings,
         "parts": " ".join(PLATFORM_PARTS), "compute": compute, "evaluate": config["evaluate"],
         "explain": explain_opts, "explain_cells": explain, "montages": montages, "actmax": actmax,
+        "report": report,
     }
 
 

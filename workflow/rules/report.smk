@@ -1,0 +1,60 @@
+# Stage 5, reports: the paper's four tables beside this run's numbers, figures beyond the paper and a
+# README saying what ran. `snakemake --report reports/{dataset}/report.html` gathers the outputs marked
+# with report() across stages.
+
+REPORTS = f"reports/{DATASET}"
+GRID_MODELS, GRID_TRAIN_SETS = dxcfg.grid_axes(config)
+
+
+def paper_table_outputs(ext: str) -> list:
+    return [f"{REPORTS}/tables/table{n}.{ext}" for n in (1, 2, 3, 4)]
+
+
+rule report:
+    input:
+        metrics=metrics_files(),
+        train=[f"{RESULTS}/models/{m}/{tr}/train.json" for m, tr in PAIRS],
+        explain=explain_files(),
+    output:
+        tables_csv=[
+            report(p, caption="../report/paper_table.rst", category="5. Paper tables",
+                   labels={"table": f"Table {i + 1}"})
+            for i, p in enumerate(paper_table_outputs("csv"))
+        ],
+        tables_md=paper_table_outputs("md"),
+        tables_tex=paper_table_outputs("tex"),
+        matrices_md=f"{REPORTS}/tables/matrices.md",
+        matrices_csv=report(f"{REPORTS}/tables/matrices.csv", caption="../report/matrices.rst",
+                            category="3. Evaluation", labels={"figure": "every cell (table)"}),
+        curves=report(f"{REPORTS}/figures/training_curves.png", caption="../report/training_curves.rst",
+                      category="2. Training", labels={"figure": "training curves"}),
+        matrices=[
+            report(f"{REPORTS}/figures/matrix_{m}.png", caption="../report/matrix.rst",
+                   category="3. Evaluation", subcategory="train x test matrices", labels={"model": m})
+            for m in GRID_MODELS
+        ],
+        confusion=[
+            report(f"{REPORTS}/figures/confusion_{m}.png", caption="../report/confusion.rst",
+                   category="3. Evaluation", subcategory="confusion matrices", labels={"model": m})
+            for m in GRID_MODELS
+        ],
+        readme=f"{REPORTS}/README.md",
+    params:
+        py=PY,
+        dataset=DATASET,
+        out_dir=REPORTS,
+        models=GRID_MODELS,
+        train_sets=GRID_TRAIN_SETS,
+        test_sets=config["test_sets"],
+        config_file=" ".join(shlex.quote(str(f)) for f in workflow.configfiles[:1]),
+    log:
+        f"{LOGS}/report.log",
+    benchmark:
+        f"{BENCH}/report.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "{params.py} workflow/scripts/report.py --metrics {input.metrics:q} --train {input.train:q} "
+        "--explain {input.explain:q} --out-dir {params.out_dir:q} --dataset {params.dataset:q} "
+        "--models {params.models:q} --train-sets {params.train_sets:q} --test-sets {params.test_sets:q} "
+        "--results {RESULTS:q} --config {params.config_file} > {log:q} 2>&1"
