@@ -162,12 +162,16 @@ def test_activation_maximization_raises_the_target_logit():
 
     torch.manual_seed(0)
     model = ReLUNet().eval()
-    for target in (0, 1):
-        x, trace = maximize(model, target, 16, steps=30, lr=0.2, blur_every=0, decay=0.0, seed=0)
-        assert np.mean(trace[-5:]) > np.mean(trace[:5]) + 0.05
-        _, regular = maximize(model, target, 16, steps=30, seed=0)  # with jitter, blur and decay
-        assert np.mean(regular[-5:]) > np.mean(regular[:5])
-        assert x.shape == (1, 3, 16, 16)
+    x, trace = maximize(model, [0, 1], 16, steps=30, lr=0.2, blur_every=0, decay=0.0, seed=0)
+    assert x.shape == (2, 3, 16, 16) and trace.shape == (30, 2)
+    for i in (0, 1):
+        assert np.mean(trace[-5:, i]) > np.mean(trace[:5, i]) + 0.05
+    _, regular = maximize(model, [0, 1], 16, steps=30, seed=0)  # with jitter, blur and decay
+    assert (regular[-5:].mean(axis=0) > regular[:5].mean(axis=0)).all()
+    # one batch equals one run per class (no blur: the images are independent in eval mode)
+    alone, _ = maximize(model, [1], 16, steps=5, lr=0.2, jitter=0, blur_every=0, seed=0)
+    both, _ = maximize(model, [1, 1], 16, steps=5, lr=0.2, jitter=0, blur_every=0, seed=0)
+    torch.testing.assert_close(both[0], alone[0], atol=1e-5, rtol=1e-4)
 
 
 def test_explain_command_prints_a_verdict_and_writes_a_panel(tmp_path, synth_root):

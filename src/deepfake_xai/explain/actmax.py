@@ -5,6 +5,8 @@ every few steps, and L2 decay of the input. One image per (model, class)."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -19,29 +21,36 @@ def _blur(x: torch.Tensor, sigma: float = 0.6) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def maximize(model: torch.nn.Module, target: int, size: int, *, steps: int = 96, lr: float = 0.05,
+def maximize(model: torch.nn.Module, targets: Sequence[int], size: int, *, steps: int = 96, lr: float = 0.05,
              jitter: int = 2, blur_every: int = 4, decay: float = 1e-3, seed: int = 0,
-             device: torch.device | str = "cpu") -> tuple[torch.Tensor, list[float]]:
-    """The optimized (normalized) input, (1, 3, size, size), and the target logit per step."""
+             device: torch.device | str = "cpu") -> tuple[torch.Tensor, np.ndarray]:
+    """One optimized (normalized) input per target class, (len(targets), 3, size, size), and the
+    target logits per step, (steps, len(targets)).
+
+    All targets are optimized together as one batch: in eval mode each image's gradient depends on
+    its own logit only, so this equals separate runs at a fraction of the passes."""
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     g = torch.Generator().manual_seed(seed)
-    x = (0.1 * torch.randn(1, 3, size, size, generator=g)).to(device).requires_grad_(True)
+    n = len(targets)
+    x = (0.1 * torch.randn(n, 3, size, size, generator=g)).to(device).requires_grad_(True)
+    rows = torch.arange(n, device=device)
+    cols = torch.as_tensor(list(targets), device=device)
     opt = torch.optim.Adam([x], lr=lr)
     trace = []
     for step in range(steps):
         dx, dy = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=g))
-        logit = model(torch.roll(x, shifts=(dy, dx), dims=(2, 3)))[0, target]
-        loss = -logit + decay * (x**2).sum()
+        logits = model(torch.roll(x, shifts=(dy, dx), dims=(2, 3)))[rows, cols]
+        loss = -logits.sum() + decay * (x**2).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        trace.append(float(logit.detach()))
+        trace.append(logits.detach().float().cpu().numpy())
         if blur_every and (step + 1) % blur_every == 0:
             with torch.no_grad():
                 x.copy_(_blur(x))
-    return x.detach(), trace
+    return x.detach(), np.stack(trace)
 
 
 def to_image(x: torch.Tensor, mean, std) -> np.ndarray:
