@@ -122,21 +122,43 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .data.manifest import read_manifest
     from .train import train
 
+    if len(args.parts) != len(args.predictions):
+        raise SystemExit("error: give one --predictions file per --parts entry")
+    cache = ImageCache(args.cache, args.cache_index)
+    manifest = read_manifest(args.manifest, args.dataset)
     summary = train(
-        cache=ImageCache(args.cache, args.cache_index),
-        manifest=read_manifest(args.manifest, args.dataset),
-        train_set=args.train_set, settings=args.settings_json, out_dir=args.out_dir,
-        threads=args.threads, device=args.device, progress=not args.quiet,
+        cache=cache, manifest=manifest, train_set=args.train_set, settings=args.settings_json,
+        out_dir=args.out_dir, threads=args.threads, device=args.device, progress=not args.quiet,
     )
     print(f"best epoch {summary['best_epoch']}: val balanced accuracy "
           f"{summary['best_val_balanced_accuracy']:.4f}; {summary['images_per_s']:.1f} images/s on {summary['device']}")
+    if args.parts:
+        from .evaluate import inference_batch_size, predict_parts
+
+        # The saved (best-epoch) weights, read back exactly as a separate `predict` would read them.
+        preds = predict_parts(weights=Path(args.out_dir) / "model.safetensors", settings=args.settings_json,
+                              cache=cache, manifest=manifest, parts=args.parts,
+                              batch_size=inference_batch_size(args.settings_json), threads=args.threads,
+                              device=args.device)
+        _write_predictions(preds, args.parts, args.predictions, args.combined)
+
+
+def _write_predictions(preds: dict, parts: list[str], outs: list[str], combined: str | None) -> None:
+    from .evaluate import pool
+    from .io import write_parquet
+
+    for part, out in zip(parts, outs):
+        write_parquet(preds[part], out)
+        print(f"{part}: {len(preds[part])} predictions -> {out}")
+    if combined:
+        write_parquet(pool([preds[p] for p in parts]), combined)
+        print(f"combined: {sum(len(preds[p]) for p in parts)} pooled predictions -> {combined}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from .data.cache import ImageCache
     from .data.manifest import read_manifest
-    from .evaluate import pool, predict_parts
-    from .io import write_parquet
+    from .evaluate import predict_parts
 
     if len(args.parts) != len(args.out):
         raise SystemExit("error: give one --out per --parts entry")
@@ -144,12 +166,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
                           cache=ImageCache(args.cache, args.cache_index),
                           manifest=read_manifest(args.manifest, args.dataset), parts=args.parts,
                           batch_size=args.batch_size, threads=args.threads, device=args.device)
-    for part, out in zip(args.parts, args.out):
-        write_parquet(preds[part], out)
-        print(f"{part}: {len(preds[part])} predictions -> {out}")
-    if args.combined:
-        write_parquet(pool(list(preds.values())), args.combined)
-        print(f"combined: {sum(len(p) for p in preds.values())} pooled predictions -> {args.combined}")
+    _write_predictions(preds, args.parts, args.out, args.combined)
 
 
 def cmd_pool(args: argparse.Namespace) -> None:
@@ -369,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     model_inputs(s)
     s.add_argument("--train-set", required=True)
     s.add_argument("--out-dir", required=True)
+    s.add_argument("--parts", nargs="*", default=[],
+                   help="test parts to predict with the saved weights right after training")
+    s.add_argument("--predictions", nargs="*", default=[], help="one predictions Parquet per --parts entry")
+    s.add_argument("--combined", help="also write the parts pooled (the combined test set) here")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("predict", help="predictions of a trained model on test parts")

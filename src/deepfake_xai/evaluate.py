@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 PRED_COLUMNS = ["image_id", "label", "prob", "generator", "psi", "platform"]
 
 
+def inference_batch_size(settings: dict) -> int:
+    """Batch size for predictions: four times the training batch (no gradients to keep), at least 64.
+    Derived from the model's settings so that no separate knob re-runs training when changed."""
+    return max(64, 4 * int(settings["batch_size"]))
+
+
 def predict_parts(*, weights: str | Path, settings: dict, cache, manifest: "pd.DataFrame",
                   parts: list[str], batch_size: int = 128, threads: int = 1,
                   device: str | None = None) -> "dict[str, pd.DataFrame]":

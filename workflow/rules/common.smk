@@ -137,6 +137,15 @@ def explain_files() -> list[str]:
     return maps + montages + actmax
 
 
+REPORTS = f"reports/{DATASET}"
+GRID_MODELS, GRID_TRAIN_SETS = dxcfg.grid_axes(config)
+
+
+def paper_table_outputs(ext: str) -> list[str]:
+    """The report's files of the paper's Tables 1-4 in one format."""
+    return [f"{REPORTS}/tables/table{n}.{ext}" for n in (1, 2, 3, 4)]
+
+
 def all_targets() -> list[str]:
     """What `snakemake` with no target builds: every stage's final files for this config."""
     return [f"{RESULTS}/manifest.parquet", *metrics_files(), *explain_files()]

@@ -1,40 +1,5 @@
-# Stage 3, evaluation: predictions per test part and the pooled "combined" test set, then one
-# metrics file per (model, train set, test set) table cell.
-
-
-rule predict:
-    # One job predicts the four test parts and pools them into "combined" (no second inference):
-    # loading torch and the model costs more than inference on a part, and one cell still
-    # triggers only its own model's jobs.
-    input:
-        unpack(cache_inputs),
-        manifest=f"{RESULTS}/manifest.parquet",
-        weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
-    output:
-        parts=expand(f"{RESULTS}/predictions/{{{{model}}}}/{{{{train_set}}}}/{{part}}.parquet", part=PARTS),
-        combined=f"{RESULTS}/predictions/{{model}}/{{train_set}}/combined.parquet",
-    params:
-        py=PY,
-        dataset=DATASET,
-        settings=settings_json,
-        parts=PARTS,
-        batch_size=config["evaluate"]["batch_size"],
-        device=COMPUTE["device"] or "auto",
-    log:
-        f"{LOGS}/predict/{{model}}/{{train_set}}.log",
-    benchmark:
-        f"{BENCH}/predict/{{model}}/{{train_set}}.tsv"
-    threads: COMPUTE["predict_threads"]
-    resources:
-        gpu=1,
-    conda:
-        "../../environment.yml"
-    shell:
-        "{params.py} workflow/scripts/predict.py --cache {input.cache_npy:q} "
-        "--cache-index {input.cache_index:q} --manifest {input.manifest:q} --dataset {params.dataset:q} "
-        "--settings-json {params.settings:q} --weights {input.weights:q} --parts {params.parts:q} "
-        "--out {output.parts:q} --combined {output.combined:q} --batch-size {params.batch_size} --threads {threads} "
-        "--device {params.device:q} > {log:q} 2>&1"
+# Stage 3, evaluation: one metrics file per (model, train set, test set) table cell, from the
+# predictions each training job writes (rule train, in train.smk).
 
 
 rule metrics:

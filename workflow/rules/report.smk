@@ -2,12 +2,6 @@
 # README saying what ran. `snakemake --report reports/{dataset}/report.html` gathers the outputs marked
 # with report() across stages.
 
-REPORTS = f"reports/{DATASET}"
-GRID_MODELS, GRID_TRAIN_SETS = dxcfg.grid_axes(config)
-
-
-def paper_table_outputs(ext: str) -> list:
-    return [f"{REPORTS}/tables/table{n}.{ext}" for n in (1, 2, 3, 4)]
 
 
 rule report:
@@ -42,10 +36,12 @@ rule report:
     params:
         py=PY,
         dataset=DATASET,
-        out_dir=REPORTS,
+        out_dir=lambda wc, output: str(Path(output.readme).parent),
         models=GRID_MODELS,
         train_sets=GRID_TRAIN_SETS,
         test_sets=config["test_sets"],
+        # results/{dataset}, read off a train.json path: names the files of missing cells
+        results=lambda wc, input: str(Path(input.train[0]).parents[3]),
         config_file=" ".join(shlex.quote(str(f)) for f in workflow.configfiles[:1]),
     log:
         f"{LOGS}/report.log",
@@ -57,4 +53,4 @@ rule report:
         "{params.py} workflow/scripts/report.py --metrics {input.metrics:q} --train {input.train:q} "
         "--explain {input.explain:q} --out-dir {params.out_dir:q} --dataset {params.dataset:q} "
         "--models {params.models:q} --train-sets {params.train_sets:q} --test-sets {params.test_sets:q} "
-        "--results {RESULTS:q} --config {params.config_file} > {log:q} 2>&1"
+        "--results {params.results:q} --config {params.config_file} > {log:q} 2>&1"

@@ -27,6 +27,10 @@ rule cache:
 
 
 rule train:
+    # Training ends by predicting the four test parts with the saved best-epoch weights and pooling
+    # them into "combined" (no second inference). A separate job would pay again for starting Python,
+    # importing torch and timm and loading the model (5 s a job on a CPU, more than the inference);
+    # one cell still triggers only its own model's jobs.
     input:
         unpack(cache_inputs),
         manifest=f"{RESULTS}/manifest.parquet",
@@ -34,12 +38,15 @@ rule train:
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
         log_csv=f"{RESULTS}/models/{{model}}/{{train_set}}/log.csv",
         summary=f"{RESULTS}/models/{{model}}/{{train_set}}/train.json",
+        parts=expand(f"{RESULTS}/predictions/{{{{model}}}}/{{{{train_set}}}}/{{part}}.parquet", part=PARTS),
+        combined=f"{RESULTS}/predictions/{{model}}/{{train_set}}/combined.parquet",
     params:
         py=PY,
         dataset=DATASET,
         settings=settings_json,
         out_dir=lambda wc: model_dir(wc.model, wc.train_set),
         device=COMPUTE["device"] or "auto",
+        parts=PARTS,
     log:
         f"{LOGS}/train/{{model}}/{{train_set}}.log",
     benchmark:
@@ -53,5 +60,5 @@ rule train:
         "{params.py} workflow/scripts/train.py --cache {input.cache_npy:q} "
         "--cache-index {input.cache_index:q} --manifest {input.manifest:q} --dataset {params.dataset:q} "
         "--settings-json {params.settings:q} --train-set {wildcards.train_set:q} "
-        "--out-dir {params.out_dir:q} --threads {threads} "
-        "--device {params.device:q} > {log:q} 2>&1"
+        "--out-dir {params.out_dir:q} --threads {threads} --device {params.device:q} "
+        "--parts {params.parts:q} --predictions {output.parts:q} --combined {output.combined:q} > {log:q} 2>&1"

@@ -32,7 +32,7 @@ def _pyplot():
 def _save(fig, path: str | Path) -> Path:
     """PNG written atomically (rendered to memory, then renamed into place)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)
     _pyplot().close(fig)
     write_bytes(path, buf.getvalue())
     return Path(path)
@@ -144,31 +144,37 @@ def training_curves_figure(logs: Mapping[tuple[str, str], str | Path], path: str
 
 def confusion_figure(metrics: Mapping, model: str, train_sets: list[str], test_sets: list[str],
                      path: str | Path) -> Path:
-    """The confusion matrix of every built cell of one model (rows: true class, columns: predicted)."""
+    """The confusion matrix of every built cell of one model, as blocks of one image (rows: train
+    sets, each block's rows the true class real/fake; columns: test sets, each block's columns the
+    predicted class). Each block is shaded by its rows' share, so cells of different size compare."""
     plt = _pyplot()
-    fig, axes = plt.subplots(len(train_sets), len(test_sets), squeeze=False,
-                             figsize=(1.9 * len(test_sets), 1.9 * len(train_sets) + 0.6))
+    nr, nc = len(train_sets), len(test_sets)
+    shade = np.full((2 * nr, 2 * nc), np.nan)
+    fig, ax = plt.subplots(figsize=(1.5 * nc + 1.5, 1.5 * nr + 1.0))
     for i, tr in enumerate(train_sets):
         for j, te in enumerate(test_sets):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
             m = metrics.get((model, tr, te))
-            if i == len(train_sets) - 1:
-                ax.set_xlabel(f"test {display(te)}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(f"train {display(tr)}", fontsize=8)
             if m is None:
-                ax.text(0.5, 0.5, "not built", ha="center", va="center", fontsize=8, color="grey")
+                ax.text(2 * j + 0.5, 2 * i + 0.5, "not built", ha="center", va="center", fontsize=7, color="grey")
                 continue
             cm = m["confusion_matrix"]
-            grid = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]])
-            ax.imshow(grid, cmap="Blues", vmin=0, vmax=max(1, grid.sum(axis=1).max()))
+            grid = np.array([[cm["tn"], cm["fp"]], [cm["fn"], cm["tp"]]], dtype=float)
+            shade[2 * i:2 * i + 2, 2 * j:2 * j + 2] = grid / np.maximum(grid.sum(axis=1, keepdims=True), 1)
             for (r, c), v in np.ndenumerate(grid):
-                ax.text(c, r, str(v), ha="center", va="center", fontsize=8,
-                        color="white" if v > grid.sum(axis=1).max() / 2 else "black")
-    fig.suptitle(f"{display(model)}: confusion matrices (rows real/fake, columns predicted real/fake)",
-                 fontsize=9)
+                ax.text(2 * j + c, 2 * i + r, f"{int(v)}", ha="center", va="center", fontsize=7,
+                        color="white" if shade[2 * i + r, 2 * j + c] > 0.5 else "black")
+    ax.imshow(np.ma.masked_invalid(shade), cmap=plt.get_cmap("Blues").with_extremes(bad="#f2f2f2"),
+              vmin=0, vmax=1)
+    for k in range(1, max(nr, nc)):
+        if k < nr:
+            ax.axhline(2 * k - 0.5, color="white", lw=3)
+        if k < nc:
+            ax.axvline(2 * k - 0.5, color="white", lw=3)
+    ax.set_xticks([2 * j + 0.5 for j in range(nc)], [f"test {display(t)}" for t in test_sets], fontsize=8,
+                  rotation=30, ha="right")
+    ax.set_yticks([2 * i + 0.5 for i in range(nr)], [f"train {display(t)}" for t in train_sets], fontsize=8)
+    ax.set_title(f"{display(model)}: confusion matrices\n(in each block: rows real/fake, columns predicted "
+                 "real/fake)", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 
