@@ -28,3 +28,14 @@ rule all:
         all_targets(),
         rules.report.output,
     default_target: True
+
+
+# Stage targets: `snakemake --cores 2 evaluation` stops after the metrics files.
+rule evaluation:
+    input:
+        metrics_files(),
+
+
+rule explanations:
+    input:
+        explain_files(),

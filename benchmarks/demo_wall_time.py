@@ -1,5 +1,7 @@
 """Wall time of `make demo` (the whole DAG on the embedded synthetic dataset, then report.html) from a
-clean tree, with each rule's share of the job time read from Snakemake's benchmark files.
+clean tree: data + training + evaluation first (the `evaluation` target), then the explain and report
+stages, then `snakemake --report`; each rule's share of the job time read from Snakemake's benchmark
+files.
 
     .venv/bin/python benchmarks/demo_wall_time.py [--cores 2] [--keep]
 
@@ -61,6 +63,10 @@ def main() -> None:
     try:
         tracked_copy(wd)
         t0 = time.perf_counter()
+        # data + training + evaluation first (the `evaluation` target), then explain and report
+        subprocess.run([str(SNAKEMAKE), "evaluation", "--cores", str(args.cores), "--quiet", "all"],
+                       cwd=wd, check=True)
+        t_eval = time.perf_counter() - t0
         subprocess.run([str(SNAKEMAKE), "--cores", str(args.cores), "--quiet", "all"], cwd=wd, check=True)
         t_dag = time.perf_counter() - t0
         subprocess.run([str(SNAKEMAKE), "--report", "reports/synthetic/report.html", "--quiet", "all"],
@@ -74,8 +80,9 @@ def main() -> None:
         busy = sum(v[1] for v in per_rule.values())
         print(f"jobs: {jobs}; job-seconds: {busy:.1f} on {args.cores} cores "
               f"(ideal wall {busy / args.cores:.1f} s)")
-        print(f"snakemake --cores {args.cores}: {t_dag:.1f} s; with --report: {wall:.1f} s "
-              f"({wall / 60:.2f} min; target 5 min)")
+        print(f"data + training + evaluation (target `evaluation`): {t_eval:.1f} s ({t_eval / 60:.2f} min)")
+        print(f"then explain + report: {t_dag - t_eval:.1f} s; snakemake --report: {wall - t_dag:.1f} s")
+        print(f"make demo after install: {wall:.1f} s ({wall / 60:.2f} min; target 5 min)")
     finally:
         if args.keep:
             print(f"tree kept: {wd}")
