@@ -121,7 +121,9 @@ def training_curves_figure(logs: Mapping[tuple[str, str], str | Path], path: str
     """Training loss and validation balanced accuracy per epoch; a column per train set, a line per model."""
     plt = _pyplot()
     train_sets = list(dict.fromkeys(tr for _, tr in logs))
-    fig, axes = plt.subplots(2, len(train_sets), figsize=(3.6 * len(train_sets), 6), squeeze=False)
+    models = list(dict.fromkeys(m for m, _ in logs))
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}  # one colour per model
+    fig, axes = plt.subplots(2, len(train_sets), figsize=(3.6 * len(train_sets), 6.4), squeeze=False)
     for j, tr in enumerate(train_sets):
         for (model, t), p in logs.items():
             if t != tr:
@@ -129,16 +131,18 @@ def training_curves_figure(logs: Mapping[tuple[str, str], str | Path], path: str
             log = read_log(p)
             if not log:
                 continue
-            axes[0, j].plot(log["epoch"], log["train_loss"], marker="o", label=display(model))
-            axes[1, j].plot(log["epoch"], 100 * log["val_balanced_accuracy"], marker="o", label=display(model))
+            style = dict(marker="o", color=colors[model], label=display(model))
+            axes[0, j].plot(log["epoch"], log["train_loss"], **style)
+            axes[1, j].plot(log["epoch"], 100 * log["val_balanced_accuracy"], **style)
         axes[0, j].set_title(f"trained on {display(tr)}")
         axes[0, j].set_ylabel("training loss")
         axes[1, j].set_ylabel("val balanced accuracy (%)")
         axes[1, j].set_xlabel("epoch")
         for ax in axes[:, j]:
             ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], marker="o", color=colors[m], label=display(m)) for m in models]
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(models), 7), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     return _save(fig, path)
 
 
