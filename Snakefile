@@ -17,6 +17,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/explain.smk"
+include: "workflow/rules/xai.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -39,3 +40,4 @@ rule evaluation:
 rule explanations:
     input:
         explain_files(),
+        xai_files(),

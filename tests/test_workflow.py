@@ -82,6 +82,25 @@ def test_explain_stage_writes_maps_panels_montages_and_actmax(tiny_run):
     assert {"gradcam.png", "cam.png", "guided_backprop.png"} <= montages
 
 
+def test_explanation_quality_scores_and_ranking(tiny_run):
+    for model in ("mnasnet_100", "efficientnet_b0"):
+        for test_set in ("presocial", "combined"):
+            scores = json.loads((tiny_run / f"results/tiny/xai_metrics/{model}/presocial/{test_set}.json").read_text())
+            assert scores["n_images"] == 4 and scores["model"] == model
+            grad = scores["methods"]["gradcam"]
+            for key in ("deletion_auc", "insertion_auc", "road", "confidence_drop"):
+                assert 0 <= grad[key]["mean"] <= 1 or key == "road", key
+            assert grad["sanity"] in ("passes", "fails") or grad["sanity"].startswith("undetermined")
+            rob = scores["robustness"]
+            assert set(rob["jpeg"]) == {"50"} and set(rob["scale"]) == {"0.5"} and 0 <= rob["clean"] <= 1
+    ranking = (tiny_run / "reports/tiny/xai/ranking.md").read_text()
+    assert "| method | faithfulness rank | localization rank |" in ranking
+    for m in ("saliency", "gradcam", "guided_backprop"):
+        assert f"| {m} |" in ranking
+    for fig in ("priors.png", "spectra.png", "robustness.png"):
+        assert (tiny_run / "reports/tiny/xai" / fig).read_bytes()[:4] == b"\x89PNG"
+
+
 def test_report_tables_figures_and_html(tiny_run):
     import csv
 
@@ -102,7 +121,7 @@ def test_report_tables_figures_and_html(tiny_run):
     run_snakemake(tiny_run, "--report", "reports/tiny/report.html", "--configfile", "tiny.yaml")
     html = (rep / "report.html").read_text()
     for name in ("training_curves.png", "matrix_mnasnet_100.png", "table4.csv", "gradcam.png", "actmax.png",
-                 "panel_00.png", "Paper tables"):
+                 "panel_00.png", "Paper tables", "Explanation quality", "ranking.csv"):
         assert name in html, name
 
 
@@ -119,8 +138,9 @@ def test_changing_one_models_lr_replans_that_model_only(tiny_run):
     (tiny_run / "tiny_lr.yaml").write_text(yaml.safe_dump(cfg))
     proc = run_snakemake(tiny_run, "-n", "--configfile", "tiny_lr.yaml")
     jobs = planned_jobs(proc.stdout)
-    assert {rule for rule, _ in jobs} == {"train", "metrics", "explain", "actmax", "montage", "report"}
-    assert all("/mnasnet_100/" in out for rule, out in jobs if rule not in ("montage", "report")), jobs
+    assert {rule for rule, _ in jobs} == {"train", "metrics", "explain", "actmax", "montage", "report",
+                                          "xai_metrics", "xai_report"}
+    assert all("/mnasnet_100/" in out for rule, out in jobs if rule not in ("montage", "report", "xai_report")), jobs
     assert len([j for j in jobs if j[0] == "train"]) == 2
     assert len([j for j in jobs if j[0] == "metrics"]) == 10
 

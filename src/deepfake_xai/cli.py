@@ -245,6 +245,60 @@ def cmd_explain_cell(args: argparse.Namespace) -> None:
           + (f"; {na}" if na else ""))
 
 
+def cmd_xai_cell(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from .data.cache import ImageCache
+    from .data.manifest import read_manifest
+    from .evaluate import read_prediction_arrays
+    from .explain.assess import assess_cell, nan_to_none
+    from .explain.bulk import read_maps
+    from .explain.quality import box_in_crop
+    from .io import write_json
+    from .train import crop_batch
+
+    runner, layer, settings = _load_for_explain(args)
+    cell = read_maps(args.maps)
+    manifest = read_manifest(args.manifest, args.dataset).set_index("image_id")
+    size = runner.image_size
+    boxes = []
+    for image_id in cell["image_ids"]:
+        row = manifest.loc[str(image_id)]
+        box = [row["evidence_x0"], row["evidence_y0"], row["evidence_x1"], row["evidence_y1"]]
+        boxes.append(box_in_crop(box, int(row["width"]), int(row["height"]), settings.get("resize"),
+                                 int(settings["center_crop"]), size) if row["label"] == 1 else None)
+    preds = read_prediction_arrays(args.predictions)
+    cache = ImageCache(args.cache, args.cache_index)
+    ids = [str(i) for i in preds["image_id"]]
+    test_crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(ids))), size).numpy()
+    result = assess_cell(runner=runner, layer=layer, cell=cell, boxes=boxes, settings=settings,
+                         n_images=args.n_images, steps=args.steps, keep=args.keep,
+                         road_percentiles=args.road_percentiles, seed=args.seed, test_crops=test_crops,
+                         test_labels=np.asarray(preds["label"]), jpeg_qualities=args.jpeg, scales=args.scales,
+                         batch_size=args.batch_size)
+    result.update({"model": args.model, "train_set": args.train_set, "test_set": args.test_set})
+    write_json(args.out, nan_to_none(result))
+    best = max(result["methods"], key=lambda m: result["methods"][m]["insertion_auc"]["mean"]
+               - result["methods"][m]["deletion_auc"]["mean"])
+    fails = [m for m, e in result["methods"].items() if e["sanity"] == "fails"]
+    print(f"{len(result['methods'])} methods on {result['n_images']} images ({result['n_with_box']} with an "
+          f"evidence box): most faithful by insertion - deletion: {best}; failing the sanity check: "
+          f"{', '.join(fails) or 'none'} -> {args.out} ({result['seconds']:.1f} s)")
+
+
+def cmd_xai_report(args: argparse.Namespace) -> None:
+    from .data.cache import ImageCache
+    from .data.manifest import read_manifest
+    from .report.xai import build_xai_report
+
+    written = build_xai_report(xai_paths=args.scores, maps_paths=args.maps,
+                               manifest=read_manifest(args.manifest, args.dataset),
+                               cache=ImageCache(args.cache, args.cache_index), out_dir=args.out_dir,
+                               method=args.method)
+    print(f"{len(written)} files -> {args.out_dir} (start at {Path(args.out_dir) / 'ranking.md'})")
+
+
 def cmd_montage(args: argparse.Namespace) -> None:
     from .explain.bulk import read_maps
     from .explain.panels import montage, save_png
@@ -445,6 +499,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="maps file (.npz)")
     s.add_argument("--panels-dir", required=True)
     s.set_defaults(func=cmd_explain_cell)
+
+    s = sub.add_parser("xai-cell", help="faithfulness, localization, sanity and robustness of one explained cell")
+    model_inputs(s)
+    s.add_argument("--weights", required=True)
+    s.add_argument("--maps", required=True, help="the explain stage's maps file of the cell")
+    s.add_argument("--predictions", required=True, help="the cell's predictions (its test images)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--train-set", required=True)
+    s.add_argument("--test-set", required=True)
+    s.add_argument("--n-images", type=int, default=16, help="explained images scored (the first n)")
+    s.add_argument("--steps", type=int, default=8, help="deletion/insertion steps")
+    s.add_argument("--keep", type=float, default=0.2, help="fraction of pixels kept for the confidence score")
+    s.add_argument("--road-percentiles", type=int, nargs="*", default=[20, 50, 80])
+    s.add_argument("--jpeg", type=int, nargs="*", default=[90, 70, 50, 30], help="JPEG qualities (robustness)")
+    s.add_argument("--scales", type=float, nargs="*", default=[0.5, 0.75, 1.5], help="rescale factors (robustness)")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True, help="JSON file")
+    s.set_defaults(func=cmd_xai_cell)
+
+    s = sub.add_parser("xai-report", help="methods ranked by localization and faithfulness; priors, spectra, robustness")
+    s.add_argument("--scores", nargs="+", required=True, help="xai-cell JSON files")
+    s.add_argument("--maps", nargs="+", required=True, help="the explain stage's maps files")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--cache", required=True, help="image cache for the frequency spectra")
+    s.add_argument("--cache-index", required=True)
+    s.add_argument("--method", default="gradcam", help="method of the spatial-prior figure")
+    s.add_argument("--out-dir", required=True)
+    s.set_defaults(func=cmd_xai_report)
 
     s = sub.add_parser("montage", help="one PNG per method: the shared images' maps across models")
     s.add_argument("--maps", nargs="+", required=True)

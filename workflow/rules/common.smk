@@ -146,6 +146,28 @@ def paper_table_outputs(ext: str) -> list[str]:
     return [f"{REPORTS}/tables/table{n}.{ext}" for n in (1, 2, 3, 4)]
 
 
+XAI = config["xai"]
+
+
+def xai_files() -> list[str]:
+    """Explanation-quality scores, one file per explained cell (none when xai.enabled is false)."""
+    if not XAI["enabled"]:
+        return []
+    return [f"{RESULTS}/xai_metrics/{m}/{tr}/{te}.json" for m, tr, te in EXPLAIN_CELLS]
+
+
+def spectrum_cache() -> dict[str, str]:
+    """The image cache the frequency spectra are computed from: the first explained model's."""
+    model = (EXPLAIN_CELLS or [(PAIRS[0][0],)])[0][0]
+    name = dxcfg.cache_name(dxcfg.model_settings(config, model))
+    return {"cache_npy": f"{RESULTS}/cache/{name}.npy", "cache_index": f"{RESULTS}/cache/{name}.parquet"}
+
+
+def xai_report_files() -> list[str]:
+    return [] if not xai_files() else [f"{REPORTS}/xai/{n}" for n in ("ranking.md", "ranking.csv", "priors.png",
+                                                                      "spectra.png", "robustness.png")]
+
+
 def all_targets() -> list[str]:
     """What `snakemake` with no target builds: every stage's final files for this config."""
-    return [f"{RESULTS}/manifest.parquet", *metrics_files(), *explain_files()]
+    return [f"{RESULTS}/manifest.parquet", *metrics_files(), *explain_files(), *xai_files(), *xai_report_files()]

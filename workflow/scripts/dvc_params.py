@@ -102,6 +102,22 @@ def build(config: dict, configs: list[str]) -> dict:
         "models": " ".join(grid_models), "train_sets": " ".join(grid_train_sets),
         "test_sets": " ".join(config["test_sets"]), "config": configs[0] if configs else "",
     }
+    xai = config["xai"]
+    xai_opts = {k: xai[k] for k in ("n_images", "steps", "keep", "batch_size", "seed", "prior_method")}
+    for k in ("road_percentiles", "jpeg_qualities", "scales"):
+        xai_opts[k] = " ".join(str(v) for v in xai[k])
+    xai_cells = explain if xai["enabled"] else {}
+    first = next(iter(explain.values()), None)
+    xai_report = {
+        "scores": " ".join(f"results/{ds}/xai_metrics/{e['model']}/{e['train_set']}/{e['test_set']}.json"
+                           for e in xai_cells.values()),
+        "maps": " ".join(f"results/{ds}/heatmaps/{e['model']}/{e['train_set']}/{e['test_set']}/maps.npz"
+                         for e in xai_cells.values()),
+        "cache": first["cache"] if first else "",
+    }
+    report["explain"] += "".join(f" reports/{ds}/xai/{n}" for n in ("ranking.md", "ranking.csv", "priors.png",
+                                                                    "spectra.png", "robustness.png")
+                                 if xai_cells)
     compute = dict(config["compute"])
     compute["device"] = compute["device"] or "auto"
     return {
@@ -109,7 +125,7 @@ def build(config: dict, configs: list[str]) -> dict:
         "caches": caches, "pairs": pairs, "cells": cells, "settings": settings,
         "parts": " ".join(PLATFORM_PARTS), "compute": compute, "evaluate": config["evaluate"],
         "explain": explain_opts, "explain_cells": explain, "montages": montages, "actmax": actmax,
-        "report": report,
+        "report": report, "xai": xai_opts, "xai_cells": xai_cells, "xai_report": xai_report,
     }
 
 

@@ -1,0 +1,144 @@
+"""One explained cell assessed: faithfulness, localization and sanity of every method's maps, and
+the model's robustness to re-compression and rescaling. Inputs are the explain stage's maps file
+(which carries the explained crops), the trained model and the manifest's evidence boxes."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from . import quality as Q
+from .bulk import explain_cell
+
+SANITY_THRESHOLD = 0.5  # mean rank correlation above which maps are "unchanged" by randomization
+
+
+def _flat(maps: np.ndarray) -> bool:
+    return bool(np.all(maps.reshape(len(maps), -1).std(axis=1) < 1e-6))
+
+
+def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, settings: dict, n_images: int,
+                steps: int, keep: float, road_percentiles: list[int], seed: int = 0,
+                test_crops: np.ndarray | None = None, test_labels: np.ndarray | None = None,
+                jpeg_qualities: list[int] = (), scales: list[float] = (), batch_size: int = 64) -> dict:
+    """Scores per method for the first ``n_images`` explained images of ``cell`` (a read maps file).
+
+    ``boxes``: each explained image's evidence box in input pixels, or None (reals, unknown).
+    ``test_crops``/``test_labels``: the cell's whole test set (uint8 crops) for the robustness curves.
+    """
+    t0 = time.perf_counter()
+    model = runner.model
+    n = min(n_images, len(cell["image_ids"]))
+    crops = cell["crops"][:n]
+    images = runner.inputs(torch.from_numpy(crops))
+    targets = torch.as_tensor(cell["targets"][:n]).long()
+
+    @torch.no_grad()
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(model(x).float(), 1)
+
+    h, w = crops.shape[1:3]
+    masks = np.stack([Q.box_mask(b, h, w) if b is not None else np.zeros((h, w), bool) for b in boxes[:n]])
+    has_box = np.array([b is not None for b in boxes[:n]])
+    labels = np.asarray(cell["labels"][:n])
+    face = Q.ellipse_mask(h, w)
+
+    methods = sorted(cell["maps"])
+    random_model = _fresh_model(settings, seed, runner.device) if settings.get("arch") else None
+    if random_model is None:
+        random_model = Q.randomized_copy(model, seed=seed)
+    random_layer = dict(random_model.named_modules())[_layer_name(model, layer)]
+    random_maps = explain_cell(model=random_model, target_layer=random_layer, images=images, methods=methods,
+                               targets="predicted", batch_size=batch_size, progress=False)["maps"]
+
+    out: dict = {}
+    for m in methods:
+        maps = cell["maps"][m][:n].astype(np.float32)
+        tmaps = torch.from_numpy(maps)
+        deletion = Q.perturbation_curve(predict, images, tmaps, targets, steps, "deletion", batch_size)
+        insertion = Q.perturbation_curve(predict, images, tmaps, targets, steps, "insertion", batch_size)
+        base = predict(images).gather(1, targets.view(-1, 1)).view(-1).cpu().numpy()
+        kept = Q.keep_top_confidence(predict, images, tmaps, targets, keep)
+        entry = {
+            "deletion_auc": Q.mean_ci(Q.curve_auc(deletion)),
+            "insertion_auc": Q.mean_ci(Q.curve_auc(insertion)),
+            "deletion_curve": deletion.mean(axis=0).tolist(),
+            "insertion_curve": insertion.mean(axis=0).tolist(),
+            f"confidence_keep{round(100 * keep)}": Q.mean_ci(kept),
+            "confidence_drop": Q.mean_ci(np.clip(base - kept, 0, None) / np.maximum(base, 1e-6)),
+            "road": Q.mean_ci(Q.road_scores(model, images, maps, targets.tolist(), road_percentiles))
+            if road_percentiles else None,
+            "pointing_game": Q.mean_ci(Q.pointing_game(maps[has_box], masks[has_box])) if has_box.any() else None,
+            "energy_in_box": Q.mean_ci(Q.energy_inside(maps[has_box], masks[has_box])) if has_box.any() else None,
+            "box_area_share": float(masks[has_box].mean()) if has_box.any() else None,
+            "face_share_real": Q.mean_ci(Q.energy_inside(maps[labels == 0], np.broadcast_to(face, maps[labels == 0].shape)))
+            if (labels == 0).any() else None,
+            "face_share_fake": Q.mean_ci(Q.energy_inside(maps[labels == 1], np.broadcast_to(face, maps[labels == 1].shape)))
+            if (labels == 1).any() else None,
+        }
+        entry["flat_maps"] = _flat(maps)
+        rm = random_maps[m].astype(np.float32) if m in random_maps else None
+        if rm is None:
+            entry["sanity"] = "undetermined (no maps from the randomized model)"
+        elif entry["flat_maps"] or _flat(rm):
+            entry["sanity"] = "undetermined (flat maps)"
+        else:
+            rho = Q.spearman(maps, rm)
+            entry["sanity_spearman"] = Q.mean_ci(rho)
+            entry["sanity_ssim"] = Q.mean_ci(Q.ssim(maps, rm))
+            entry["sanity"] = "fails" if float(np.mean(rho)) >= SANITY_THRESHOLD else "passes"
+        out[m] = entry
+
+    result = {"n_images": int(n), "n_with_box": int(has_box.sum()), "steps": steps, "keep": keep,
+              "road_percentiles": list(road_percentiles), "sanity_threshold": SANITY_THRESHOLD,
+              "methods": out, "not_applicable": cell["info"].get("not_applicable", {})}
+    if test_crops is not None and len(test_crops):
+        result["robustness"] = robustness(predict, runner, test_crops, np.asarray(test_labels),
+                                          jpeg_qualities, scales, batch_size)
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def _fresh_model(settings: dict, seed: int, device) -> torch.nn.Module:
+    """The same architecture freshly initialized by timm (its own init, so activations neither
+    vanish nor explode): Adebayo et al.'s fully randomized model."""
+    from ..models import create_model
+
+    torch.manual_seed(seed)
+    return create_model(settings["arch"], pretrained=False).to(device).eval()
+
+
+def _layer_name(model: torch.nn.Module, layer: torch.nn.Module) -> str:
+    for name, mod in model.named_modules():
+        if mod is layer:
+            return name
+    raise ValueError("the target layer is not a submodule of the model")
+
+
+def robustness(predict, runner, crops: np.ndarray, labels: np.ndarray, jpeg_qualities, scales,
+               batch_size: int = 64) -> dict:
+    """Accuracy on the clean test crops, re-compressed at each JPEG quality and rescaled by each factor."""
+    def accuracy(batch: np.ndarray) -> float:
+        correct = 0
+        for i in range(0, len(batch), batch_size):
+            p = predict(runner.inputs(torch.from_numpy(batch[i:i + batch_size])))[:, 1].cpu().numpy()
+            correct += int(((p >= 0.5).astype(int) == labels[i:i + batch_size]).sum())
+        return correct / max(1, len(batch))
+
+    return {"n": int(len(crops)), "clean": accuracy(crops),
+            "jpeg": {str(q): accuracy(Q.jpeg(crops, q)) for q in jpeg_qualities},
+            "scale": {str(f): accuracy(Q.rescale(crops, f)) for f in scales}}
+
+
+def nan_to_none(obj):
+    """JSON-safe copy: NaN floats become null."""
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj

@@ -1,0 +1,248 @@
+"""How much a heatmap can be trusted, measured: faithfulness, localization, sanity, spatial priors,
+frequency fingerprints and robustness.
+
+- Faithfulness: deletion and insertion AUC (Petsiuk et al. 2018, RISE protocol with coarse steps),
+  ROAD (Rong et al. 2022, through pytorch-grad-cam) and the confidence left when only the most
+  highlighted region is kept.
+- Localization, where the evidence region of a fake is known (the synthetic data records it):
+  pointing game (Zhang et al. 2016) and the share of map energy inside the region.
+- Sanity (Adebayo et al. 2018): maps of the trained model vs maps of the same architecture with
+  re-initialized weights; a method whose maps barely change does not explain the model.
+- Spatial priors, frequency spectra and robustness curves as the data for the report's figures.
+
+Every function takes arrays/tensors and returns numbers; nothing here reads files.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Predict = Callable[[torch.Tensor], torch.Tensor]  # normalized images (B, 3, H, W) -> class probabilities (B, C)
+
+
+# ---------------------------------------------------------------- geometry
+
+def box_in_crop(box: Sequence[float], width: int, height: int, resize: int | None, center_crop: int,
+                image_size: int) -> tuple[float, float, float, float] | None:
+    """A normalized (x0, y0, x1, y1) box of the original image in pixel coordinates of the model's
+    input: the cache's resize (shorter side) and center crop, then the evaluation center crop.
+    None when the box is empty or falls outside the crop."""
+    if any(not np.isfinite(v) for v in box):
+        return None
+    scale = 1.0 if resize is None else resize / min(width, height)
+    w, h = width * scale, height * scale
+    off_x = (w - center_crop) / 2 + (center_crop - image_size) / 2
+    off_y = (h - center_crop) / 2 + (center_crop - image_size) / 2
+    x0, y0 = box[0] * w - off_x, box[1] * h - off_y
+    x1, y1 = box[2] * w - off_x, box[3] * h - off_y
+    x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(image_size), x1), min(float(image_size), y1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return x0, y0, x1, y1
+
+
+def box_mask(box: Sequence[float], h: int, w: int) -> np.ndarray:
+    """Boolean (h, w) mask of the pixels whose centres lie in a pixel-coordinate box."""
+    ys, xs = np.arange(h) + 0.5, np.arange(w) + 0.5
+    return ((ys[:, None] >= box[1]) & (ys[:, None] <= box[3]) & (xs[None, :] >= box[0]) & (xs[None, :] <= box[2]))
+
+
+def ellipse_mask(h: int, w: int, rx: float = 0.34, ry: float = 0.44) -> np.ndarray:
+    """A central ellipse (radii as fractions of the side) where an aligned face sits."""
+    ys, xs = (np.arange(h) + 0.5) / h - 0.5, (np.arange(w) + 0.5) / w - 0.5
+    return (xs[None, :] / rx) ** 2 + (ys[:, None] / ry) ** 2 <= 1.0
+
+
+# ---------------------------------------------------------------- localization
+
+def pointing_game(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """1.0 where the map's maximum falls inside the region, else 0.0 (ties: any maximum counts)."""
+    flat = maps.reshape(len(maps), -1)
+    peak = flat >= flat.max(axis=1, keepdims=True)
+    return (peak & masks.reshape(len(masks), -1)).any(axis=1).astype(float)
+
+
+def energy_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Share of each map's total mass inside its region (a flat map scores the region's area share)."""
+    maps = np.clip(maps.astype(np.float64), 0, None)
+    total = maps.reshape(len(maps), -1).sum(axis=1)
+    inside = (maps * masks).reshape(len(maps), -1).sum(axis=1)
+    area = masks.reshape(len(masks), -1).mean(axis=1)
+    return np.where(total > 0, inside / np.maximum(total, 1e-12), area)
+
+
+# ---------------------------------------------------------------- faithfulness
+
+def _order(maps: torch.Tensor) -> torch.Tensor:
+    """Pixel indices from most to least salient (stable for ties)."""
+    return torch.argsort(maps.flatten(1).float(), dim=1, descending=True, stable=True)
+
+
+def blurred(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    """The RISE insertion baseline: a strongly blurred copy."""
+    r = kernel // 2
+    k = torch.exp(-(torch.arange(-r, r + 1, dtype=images.dtype, device=images.device) ** 2) / (2 * sigma**2))
+    k = k / k.sum()
+    c = images.shape[1]
+    x = F.pad(images, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+                       steps: int, mode: str = "deletion", batch_size: int = 64) -> np.ndarray:
+    """P(target) as the most salient pixels are removed (deletion: replaced by zero, the dataset
+    mean after normalization) or inserted into a blurred copy (insertion), in ``steps`` equal steps.
+    Returns (N, steps + 1), from 0% to 100% of the pixels."""
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode must be deletion or insertion, not {mode!r}")
+    n, _, h, w = images.shape
+    order = _order(maps)
+    start = images if mode == "deletion" else blurred(images)
+    finish = torch.zeros_like(images) if mode == "deletion" else images
+    variants = []
+    for s in range(steps + 1):
+        k = round(s * h * w / steps)
+        keep_start = torch.ones(n, h * w, dtype=torch.bool, device=images.device)
+        if k:
+            keep_start.scatter_(1, order[:, :k], False)
+        m = keep_start.view(n, 1, h, w)
+        variants.append(torch.where(m, start, finish))
+    batch = torch.stack(variants, 1).flatten(0, 1)  # (N * (steps+1), 3, H, W), image-major
+    probs = torch.cat([predict(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)])
+    picked = probs.gather(1, targets.long().repeat_interleave(steps + 1).view(-1, 1).to(probs.device))
+    return picked.view(n, steps + 1).float().cpu().numpy()
+
+
+def curve_auc(curve: np.ndarray) -> np.ndarray:
+    """Area under each curve over [0, 1] (trapezoid rule)."""
+    return np.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), axis=1)
+
+
+def keep_top_confidence(predict: Predict, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+                        keep: float = 0.2) -> np.ndarray:
+    """P(target) when only the top ``keep`` fraction of pixels is kept (the rest set to zero, the
+    dataset mean after normalization)."""
+    n, _, h, w = images.shape
+    k = max(1, round(keep * h * w))
+    m = torch.zeros(n, h * w, dtype=torch.bool, device=images.device)
+    m.scatter_(1, _order(maps)[:, :k], True)
+    probs = predict(torch.where(m.view(n, 1, h, w), images, torch.zeros_like(images)))
+    return probs.gather(1, targets.long().view(-1, 1).to(probs.device)).view(-1).float().cpu().numpy()
+
+
+def road_scores(model: torch.nn.Module, images: torch.Tensor, maps: np.ndarray, targets: Sequence[int],
+                percentiles: Sequence[int]) -> np.ndarray:
+    """pytorch-grad-cam's ROADCombined: (LeRF - MoRF) / 2 of the target's softmax, averaged over
+    ``percentiles``; higher means removing what the map calls important hurts more."""
+    from pytorch_grad_cam.metrics.road import ROADCombined
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    metric = ROADCombined(percentiles=list(percentiles))
+    tg = [ClassifierOutputSoftmaxTarget(int(t)) for t in targets]
+    return np.asarray(metric(images, maps.astype(np.float32), tg, model), dtype=float).reshape(-1)
+
+
+# ---------------------------------------------------------------- sanity check
+
+def randomized_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """The same architecture with every parameterized layer re-initialized (Adebayo et al.'s
+    full randomization); BatchNorm layers reset to identity statistics."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    for m in twin.modules():
+        if hasattr(m, "reset_parameters") and callable(m.reset_parameters):
+            m.reset_parameters()
+        if hasattr(m, "reset_running_stats"):
+            m.reset_running_stats()
+    return twin.eval()
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rank correlation of each pair of maps (average ranks for ties)."""
+    from scipy.stats import rankdata
+
+    ra = rankdata(a.reshape(len(a), -1).astype(np.float64), axis=1)
+    rb = rankdata(b.reshape(len(b), -1).astype(np.float64), axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    den = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
+    return np.where(den > 0, (ra * rb).sum(axis=1) / np.maximum(den, 1e-12), 0.0)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, window: int = 7) -> np.ndarray:
+    """Mean structural similarity of each pair of maps in [0, 1] (uniform window, Wang et al. 2004)."""
+    x = torch.from_numpy(a.astype(np.float64)).unsqueeze(1)
+    y = torch.from_numpy(b.astype(np.float64)).unsqueeze(1)
+    window = min(window, x.shape[-1], x.shape[-2])
+    pool = lambda t: F.avg_pool2d(t, window, stride=1)  # noqa: E731
+    mx, my = pool(x), pool(y)
+    vx, vy, cxy = pool(x * x) - mx**2, pool(y * y) - my**2, pool(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return s.mean(dim=(1, 2, 3)).numpy()
+
+
+# ---------------------------------------------------------------- frequency and robustness
+
+def mean_log_spectrum(images: np.ndarray) -> np.ndarray:
+    """Mean log-magnitude spectrum (DC centred) of uint8 RGB images (N, H, W, 3), on luminance with
+    each image's mean removed."""
+    gray = images.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    gray -= gray.mean(axis=(1, 2), keepdims=True)
+    spec = np.abs(np.fft.fftshift(np.fft.fft2(gray), axes=(1, 2)))
+    return np.log(spec + 1e-6).mean(axis=0)
+
+
+def jpeg(images: np.ndarray, quality: int) -> np.ndarray:
+    """uint8 RGB images re-encoded as JPEG at ``quality`` and decoded again (PIL)."""
+    import io
+
+    from PIL import Image
+
+    out = np.empty_like(images)
+    for i, img in enumerate(images):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG", quality=int(quality))
+        buf.seek(0)
+        out[i] = np.asarray(Image.open(buf).convert("RGB"))
+    return out
+
+
+def rescale(images: np.ndarray, factor: float) -> np.ndarray:
+    """uint8 RGB images resized by ``factor`` (bicubic) and back to their size: what a platform's
+    downscaling (factor < 1) or upscaling (factor > 1) leaves of the high frequencies."""
+    from PIL import Image
+
+    h, w = images.shape[1:3]
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    out = np.empty_like(images)
+    for i, img in enumerate(images):
+        out[i] = np.asarray(Image.fromarray(img).resize(size, Image.BICUBIC).resize((w, h), Image.BICUBIC))
+    return out
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile 95% interval of the mean over resampled items (None for fewer than two values)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def mean_ci(values) -> dict:
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    ci = bootstrap_ci(values)
+    return {"mean": float(values.mean()) if len(values) else math.nan, "n": int(len(values)),
+            "ci95": list(ci) if ci else None}

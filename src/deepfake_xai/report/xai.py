@@ -1,0 +1,259 @@
+"""The explanation-quality report: methods ranked by localization and faithfulness (with 95%
+intervals), the sanity check's verdicts, spatial priors per platform, frequency spectra of real vs
+fake per platform, and robustness curves. Reads the xai-cell JSON files, the maps files, the
+manifest and one image cache."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from ..explain import quality as Q
+from ..io import write_text
+from .figures import _pyplot, _save
+from .tables import display
+
+PLATFORMS = ["presocial", "facebook", "telegram", "twitter"]
+# Which direction is better for each score, and how it is shown.
+SCORES = [
+    ("energy_in_box", "energy in evidence box", +1),
+    ("pointing_game", "pointing game", +1),
+    ("insertion_auc", "insertion AUC", +1),
+    ("deletion_auc", "deletion AUC", -1),
+    ("road", "ROAD (LeRF-MoRF)/2", +1),
+    ("confidence_drop", "confidence drop, top 20% kept", -1),
+]
+EXPECTED_SANITY = {"saliency": "passes", "gradcam": "passes", "guided_backprop": "fails"}  # Adebayo et al. 2018
+
+
+def xai_files(paths: Iterable[str | Path]) -> list[dict]:
+    return [json.loads(Path(p).read_text()) for p in paths]
+
+
+def pooled(cells: list[dict], method: str, key: str) -> dict | None:
+    """A score of one method pooled over cells: the mean of the cells' means, with an interval from
+    resampling the cells' per-image means (weighted by their image counts)."""
+    entries = [c["methods"][method][key] for c in cells if method in c["methods"] and c["methods"][method].get(key)]
+    entries = [e for e in entries if e.get("mean") is not None]
+    if not entries:
+        return None
+    w = np.array([e["n"] for e in entries], dtype=float)
+    means = np.array([e["mean"] for e in entries])
+    mean = float((w * means).sum() / w.sum())
+    lows = [e["ci95"][0] for e in entries if e.get("ci95")]
+    highs = [e["ci95"][1] for e in entries if e.get("ci95")]
+    ci = None
+    if len(lows) == len(entries):
+        ci = [float((w * np.array(lows)).sum() / w.sum()), float((w * np.array(highs)).sum() / w.sum())]
+    return {"mean": mean, "ci95": ci, "cells": len(entries), "n": int(w.sum())}
+
+
+def ranking(cells: list[dict]) -> list[dict]:
+    """One row per method: pooled scores, ranks by localization (energy in box) and faithfulness
+    (insertion minus deletion AUC), and the sanity verdicts over cells."""
+    methods = sorted({m for c in cells for m in c["methods"]})
+    rows = []
+    for m in methods:
+        row = {"method": m}
+        for key, _, _ in SCORES:
+            row[key] = pooled(cells, m, key)
+        verdicts = [c["methods"][m]["sanity"] for c in cells if m in c["methods"]]
+        row["sanity_fails"] = sum(v == "fails" for v in verdicts)
+        row["sanity_passes"] = sum(v == "passes" for v in verdicts)
+        row["sanity_undetermined"] = sum(v.startswith("undetermined") for v in verdicts)
+        row["sanity_spearman"] = pooled(cells, m, "sanity_spearman")
+        ins, dele = row["insertion_auc"], row["deletion_auc"]
+        row["faithfulness"] = None if not ins or not dele else ins["mean"] - dele["mean"]
+        rows.append(row)
+    for key, rank_key in (("energy_in_box", "localization_rank"), ("faithfulness", "faithfulness_rank")):
+        def value(r):
+            v = r[key]
+            return v["mean"] if isinstance(v, dict) else v
+        ordered = sorted([r for r in rows if value(r) is not None], key=lambda r: -value(r))
+        for i, r in enumerate(ordered, 1):
+            r[rank_key] = i
+    return sorted(rows, key=lambda r: (r.get("faithfulness_rank", 99), r["method"]))
+
+
+def sanity_verdict(row: dict) -> str:
+    if row["sanity_fails"] and row["sanity_fails"] >= row["sanity_passes"]:
+        return "fails"
+    if row["sanity_passes"]:
+        return "passes"
+    return "undetermined"
+
+
+def _fmt(v: dict | None, digits: int = 3) -> str:
+    if not v:
+        return "-"
+    ci = f" [{v['ci95'][0]:.{digits}f}, {v['ci95'][1]:.{digits}f}]" if v.get("ci95") else ""
+    return f"{v['mean']:.{digits}f}{ci}"
+
+
+def ranking_markdown(rows: list[dict], cells: list[dict]) -> str:
+    n_img = sum(c["n_images"] for c in cells)
+    n_box = sum(c["n_with_box"] for c in cells)
+    lines = ["# Which heatmap method tells the truth", "",
+             f"{len(cells)} explained cells, {n_img} images ({n_box} fakes with a known evidence region). "
+             "Means with 95% bootstrap intervals (image-weighted over cells). Localization rank: energy "
+             "inside the evidence region (higher is better); faithfulness rank: insertion AUC minus "
+             "deletion AUC (higher is better). Sanity: maps of the trained model vs the same "
+             f"architecture with random weights; a method whose maps keep a rank correlation of "
+             f"{cells[0]['sanity_threshold'] if cells else 0.5} or more is flagged as failing "
+             "(Adebayo et al. 2018).", "",
+             "| method | faithfulness rank | localization rank | " + " | ".join(lbl for _, lbl, _ in SCORES)
+             + " | sanity (fails/passes/undetermined cells) | trained-vs-random rank corr. |",
+             "|---|---|---|" + "---|" * len(SCORES) + "---|---|"]
+    for r in rows:
+        cells_txt = " | ".join(_fmt(r[k]) for k, _, _ in SCORES)
+        lines.append(f"| {r['method']} | {r.get('faithfulness_rank', '-')} | {r.get('localization_rank', '-')} | "
+                     f"{cells_txt} | {sanity_verdict(r)} ({r['sanity_fails']}/{r['sanity_passes']}/"
+                     f"{r['sanity_undetermined']}) | {_fmt(r['sanity_spearman'], 2)} |")
+    lines += ["", "## Sanity check against Adebayo et al. (2018)", "",
+              "| method | expected | here | agrees |", "|---|---|---|---|"]
+    by_method = {r["method"]: r for r in rows}
+    for m, expected in EXPECTED_SANITY.items():
+        if m in by_method:
+            here = sanity_verdict(by_method[m])
+            agrees = "n/a" if here == "undetermined" else ("yes" if here == expected else "no")
+            lines.append(f"| {m} | {expected} | {here} | {agrees} |")
+    lines.append("")
+    na = sorted({(m, why) for c in cells for m, why in c.get("not_applicable", {}).items()})
+    if na:
+        lines += ["Not applicable in some cells: " + "; ".join(f"{m} ({why})" for m, why in na), ""]
+    return "\n".join(lines)
+
+
+def ranking_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    head = ["method", "faithfulness_rank", "localization_rank", "faithfulness"]
+    for k, _, _ in SCORES:
+        head += [k, f"{k}_ci_low", f"{k}_ci_high"]
+    head += ["sanity", "sanity_fails", "sanity_passes", "sanity_undetermined", "sanity_spearman"]
+    w.writerow(head)
+    for r in rows:
+        out = [r["method"], r.get("faithfulness_rank", ""), r.get("localization_rank", ""),
+               "" if r["faithfulness"] is None else f"{r['faithfulness']:.6f}"]
+        for k, _, _ in SCORES:
+            v = r[k] or {}
+            ci = v.get("ci95") or ["", ""]
+            out += [f"{v['mean']:.6f}" if v else "", *(f"{x:.6f}" if x != "" else "" for x in ci)]
+        out += [sanity_verdict(r), r["sanity_fails"], r["sanity_passes"], r["sanity_undetermined"],
+                "" if not r["sanity_spearman"] else f"{r['sanity_spearman']['mean']:.6f}"]
+        w.writerow(out)
+    return buf.getvalue()
+
+
+def priors_figure(maps_files: list[str | Path], platform_of: dict[str, str], path: str | Path,
+                  method: str = "gradcam") -> Path:
+    """Mean heatmap of one method over real and over fake images, per platform (all explained
+    cells pooled), with the share of attention inside the central face ellipse."""
+    from ..explain.bulk import read_maps
+
+    sums: dict[tuple[str, int], list[np.ndarray]] = {}
+    for p in maps_files:
+        cell = read_maps(p)
+        if method not in cell["maps"]:
+            continue
+        for image_id, label, m in zip(cell["image_ids"], cell["labels"], cell["maps"][method]):
+            sums.setdefault((platform_of.get(str(image_id), "?"), int(label)), []).append(m.astype(np.float32))
+    plats = [p for p in PLATFORMS if any(k[0] == p for k in sums)]
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, max(1, len(plats)), figsize=(2.6 * max(1, len(plats)), 5.4), squeeze=False)
+    for j, plat in enumerate(plats):
+        for i, label in enumerate((0, 1)):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            group = sums.get((plat, label))
+            if not group:
+                ax.text(0.5, 0.5, "no images", ha="center", va="center", transform=ax.transAxes)
+                continue
+            size = min(g.shape[0] for g in group)
+            mean = np.mean([g[:size, :size] for g in group], axis=0)
+            share = float(Q.energy_inside(mean[None], Q.ellipse_mask(size, size)[None])[0])
+            ax.imshow(mean, cmap="jet", vmin=0, vmax=max(1e-6, float(mean.max())))
+            ell = Q.ellipse_mask(size, size)
+            ax.contour(ell, levels=[0.5], colors="white", linewidths=1)
+            ax.set_title(f"{display(plat)} {'fake' if label else 'real'}\nn={len(group)}, face {100 * share:.0f}%",
+                         fontsize=8)
+    fig.suptitle(f"Mean {method} map; white: central face ellipse", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def spectra_figure(cache, manifest, path: str | Path, max_images: int = 400) -> Path:
+    """Mean log-spectrum of real and fake test images per platform and their difference."""
+    plt = _pyplot()
+    plats = [p for p in PLATFORMS if (manifest["platform"] == p).any()]
+    fig, axes = plt.subplots(3, len(plats), figsize=(2.6 * len(plats), 7.6), squeeze=False)
+    for j, plat in enumerate(plats):
+        spectra = {}
+        for label in (0, 1):
+            sel = manifest[(manifest["platform"] == plat) & (manifest["label"] == label) & (manifest["split"] == "test")]
+            ids = sel["image_id"].astype(str).tolist()[:max_images]
+            spectra[label] = Q.mean_log_spectrum(cache.read(cache.rows_for(ids))) if ids else None
+        for i, (key, title) in enumerate(((0, "real"), (1, "fake"), ("diff", "fake - real"))):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if key == "diff":
+                if spectra[0] is None or spectra[1] is None:
+                    continue
+                d = spectra[1] - spectra[0]
+                lim = float(np.abs(d).max()) or 1.0
+                ax.imshow(d, cmap="coolwarm", vmin=-lim, vmax=lim)
+            elif spectra[key] is not None:
+                ax.imshow(spectra[key], cmap="magma")
+            ax.set_title(f"{display(plat)}: {title}", fontsize=8)
+    fig.suptitle("Mean log-magnitude spectrum (centre: low frequencies, edges: Nyquist)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def robustness_figure(cells: list[dict], path: str | Path) -> Path:
+    """Accuracy vs JPEG quality and vs rescale factor, one line per (model, train set)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for c in cells:
+        r = c.get("robustness")
+        if not r:
+            continue
+        label = f"{display(c['model'])} ({display(c['train_set'])}->{display(c['test_set'])})"
+        q = sorted(r["jpeg"], key=float, reverse=True)
+        axes[0].plot(["clean", *q], [100 * r["clean"], *(100 * r["jpeg"][k] for k in q)], marker="o", label=label)
+        f = sorted(r["scale"], key=float)
+        axes[1].plot(["1.0", *f], [100 * r["clean"], *(100 * r["scale"][k] for k in f)], marker="o", label=label)
+    axes[0].set_xlabel("JPEG quality")
+    axes[1].set_xlabel("rescale factor (there and back)")
+    for ax in axes:
+        ax.set_ylabel("accuracy (%)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def xai_outputs(out_dir: str | Path) -> list[str]:
+    out = Path(out_dir)
+    return [str(out / n) for n in ("ranking.md", "ranking.csv", "priors.png", "spectra.png", "robustness.png")]
+
+
+def build_xai_report(*, xai_paths: list, maps_paths: list, manifest, cache, out_dir: str | Path,
+                     method: str = "gradcam") -> list[Path]:
+    cells = xai_files(xai_paths)
+    out = Path(out_dir)
+    rows = ranking(cells)
+    write_text(out / "ranking.md", ranking_markdown(rows, cells))
+    write_text(out / "ranking.csv", ranking_csv(rows))
+    platform_of = dict(zip(manifest["image_id"].astype(str), manifest["platform"].astype(str)))
+    written = [out / "ranking.md", out / "ranking.csv"]
+    written.append(priors_figure(maps_paths, platform_of, out / "priors.png", method))
+    written.append(spectra_figure(cache, manifest, out / "spectra.png"))
+    written.append(robustness_figure(cells, out / "robustness.png"))
+    return written

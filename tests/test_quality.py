@@ -1,0 +1,133 @@
+"""Explanation-quality metrics on cases with a known answer: a map equal to the evidence region
+scores the maximum, a random map scores near chance, the sanity check tells a weight-dependent map
+from a weight-independent one."""
+
+import numpy as np
+import pytest
+import torch
+
+from deepfake_xai.explain import quality as Q
+
+H = W = 16
+BOX = (4.0, 4.0, 8.0, 8.0)  # pixel coordinates: a 4 x 4 region
+
+
+def region():
+    return Q.box_mask(BOX, H, W)
+
+
+def test_box_mask_and_crop_geometry():
+    m = region()
+    assert m.sum() == 16 and m[4:8, 4:8].all()
+    # native 64 px, no resize, centre crop 64, model crop 32: the box moves by 16 px
+    assert Q.box_in_crop((0.5, 0.5, 0.75, 0.75), 64, 64, None, 64, 32) == (16.0, 16.0, 32.0, 32.0)
+    # resize 1024 -> 256 keeps normalized coordinates; a box outside the crop is None
+    assert Q.box_in_crop((0.0, 0.0, 0.5, 0.5), 1024, 1024, 256, 256, 256) == (0.0, 0.0, 128.0, 128.0)
+    assert Q.box_in_crop((0.0, 0.0, 0.1, 0.1), 64, 64, None, 64, 32) is None
+    assert Q.box_in_crop((np.nan,) * 4, 64, 64, None, 64, 32) is None
+
+
+def test_localization_maximal_for_the_region_and_chance_for_random_maps():
+    masks = np.repeat(region()[None], 200, axis=0)
+    perfect = masks.astype(float)
+    assert Q.pointing_game(perfect[:1], masks[:1])[0] == 1.0
+    assert Q.energy_inside(perfect[:1], masks[:1])[0] == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    noise = rng.random((200, H, W))
+    area = region().mean()  # 16 / 256
+    assert Q.pointing_game(noise, masks).mean() == pytest.approx(area, abs=0.04)
+    assert Q.energy_inside(noise, masks).mean() == pytest.approx(area, abs=0.01)
+    flat = np.zeros((1, H, W))
+    assert Q.energy_inside(flat, masks[:1])[0] == pytest.approx(area)  # an empty map gets the area share
+
+
+class RegionModel(torch.nn.Module):
+    """A 'detector' whose fake logit grows with the region's brightness: only the region matters."""
+
+    def forward(self, x):
+        r = x[:, :, 4:8, 4:8].mean(dim=(1, 2, 3))
+        return torch.stack([-3 * (r - 0.6), 3 * (r - 0.6)], dim=1)
+
+
+def bright_region_images(n: int) -> torch.Tensor:
+    """Dim noise with a bright region: blurring or zeroing the region lowers P(fake)."""
+    x = 0.2 * torch.rand(n, 3, H, W)
+    x[:, :, 4:8, 4:8] = 1.0
+    return x
+
+
+def test_deletion_and_insertion_reward_the_true_region():
+    model = RegionModel()
+    torch.manual_seed(0)
+    images = bright_region_images(8)
+    targets = torch.ones(8, dtype=torch.long)
+    predict = lambda x: torch.softmax(model(x), 1)  # noqa: E731
+    truth = torch.from_numpy(np.repeat(region()[None], 8, axis=0).astype(np.float32))
+    random = torch.rand(8, H, W)
+    d_true = Q.curve_auc(Q.perturbation_curve(predict, images, truth, targets, 16, "deletion"))
+    d_rand = Q.curve_auc(Q.perturbation_curve(predict, images, random, targets, 16, "deletion"))
+    assert d_true.mean() < d_rand.mean() - 0.1
+    curve = Q.perturbation_curve(predict, images, truth, targets, 16, "deletion")
+    assert curve[:, 1:].max() == pytest.approx(curve[:, -1].max(), abs=1e-6)  # the region is gone after step 1
+    i_true = Q.curve_auc(Q.perturbation_curve(predict, images, truth, targets, 16, "insertion"))
+    i_rand = Q.curve_auc(Q.perturbation_curve(predict, images, random, targets, 16, "insertion"))
+    assert i_true.mean() > i_rand.mean() + 0.05
+    kept_true = Q.keep_top_confidence(predict, images, truth, targets, keep=16 / 256)
+    kept_rand = Q.keep_top_confidence(predict, images, random, targets, keep=16 / 256)
+    full = predict(images)[:, 1].numpy()
+    assert np.allclose(kept_true, full, atol=1e-6) and kept_rand.mean() < full.mean()
+
+
+def test_road_ranks_the_true_region_above_its_inverse():
+    model = RegionModel().eval()
+    torch.manual_seed(0)
+    images = bright_region_images(4)
+    truth = np.repeat(region()[None], 4, axis=0).astype(np.float32)
+    good = Q.road_scores(model, images, truth, [1] * 4, [50])
+    bad = Q.road_scores(model, images, 1 - truth, [1] * 4, [50])
+    assert good.mean() > bad.mean()
+
+
+def test_sanity_statistics():
+    rng = np.random.default_rng(1)
+    a = rng.random((50, H, W))
+    assert np.allclose(Q.spearman(a, a), 1.0) and np.allclose(Q.ssim(a, a), 1.0)
+    assert abs(Q.spearman(a, rng.random((50, H, W))).mean()) < 0.05
+    assert Q.ssim(a, rng.random((50, H, W))).mean() < 0.2
+    assert np.allclose(Q.spearman(a, 2 * a + 1), 1.0)  # rank correlation ignores scale
+
+
+def test_randomized_copy_changes_every_layer_and_leaves_the_model_alone():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+    before = [p.clone() for p in model.parameters()]
+    twin = Q.randomized_copy(model, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    conv_w = dict(twin.named_parameters())["0.weight"]
+    assert not torch.equal(conv_w, before[0])
+
+
+def test_upsampling_fingerprint_shows_at_nyquist():
+    rng = np.random.default_rng(0)
+    smooth = np.clip(rng.normal(128, 10, (20, 32, 32, 3)), 0, 255).astype(np.uint8)
+    checker = smooth.astype(int) + 20 * ((np.indices((32, 32)).sum(0) % 2)[None, :, :, None])
+    s0 = Q.mean_log_spectrum(smooth)
+    s1 = Q.mean_log_spectrum(np.clip(checker, 0, 255).astype(np.uint8))
+    assert s1[0, 0] - s0[0, 0] > 3  # fftshift puts the (Nyquist, Nyquist) frequency at [0, 0]
+    assert abs(s1[16, 8] - s0[16, 8]) < 1
+
+
+def test_jpeg_and_rescale_keep_shape_and_degrade_with_strength():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    for out in (Q.jpeg(img, 90), Q.jpeg(img, 30), Q.rescale(img, 0.5), Q.rescale(img, 1.5)):
+        assert out.shape == img.shape and out.dtype == np.uint8
+    err = lambda x: np.abs(x.astype(int) - img).mean()  # noqa: E731
+    assert err(Q.jpeg(img, 95)) < err(Q.jpeg(img, 30))
+    assert err(Q.rescale(img, 0.75)) < err(Q.rescale(img, 0.25))
+
+
+def test_mean_ci_and_bootstrap():
+    v = np.r_[np.zeros(50), np.ones(50)]
+    out = Q.mean_ci(v)
+    assert out["mean"] == 0.5 and out["n"] == 100 and out["ci95"][0] < 0.5 < out["ci95"][1]
+    assert Q.mean_ci([0.3])["ci95"] is None
