@@ -572,8 +572,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Subcommands that may run on a GPU: each claims its own GPU slot on a multi-GPU machine.
+GPU_COMMANDS = {"train", "predict", "explain-cell", "actmax", "xai-cell", "explain"}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.command in GPU_COMMANDS and getattr(args, "device", "auto") in ("auto", "cuda"):
+        from .gpus import assign_visible_device
+
+        slot = assign_visible_device()
+        if slot is not None:
+            print(f"GPU slot {slot}: CUDA_VISIBLE_DEVICES={slot}", file=sys.stderr)
     args.func(args)
 
 

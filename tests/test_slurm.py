@@ -1,0 +1,198 @@
+"""The workflow on a real single-node SLURM cluster started by the test: munged, slurmctld and slurmd
+on 127.0.0.1 from a slurm.conf written here, jobs submitted by Snakemake's SLURM executor with the
+project's profile (workflow/profiles/slurm). The node has no GPU, so the test's copy of the profile
+sets gpu=0 on the GPU rules (the real profile's --gpus requests are checked in the dry-run test).
+
+Installs Debian's slurm-wlm and munge with apt-get when they are missing; skipped only where apt-get
+is not available. Every daemon the test started is stopped by its PID."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_repo, run_snakemake
+
+pytestmark = pytest.mark.workflow
+
+CELL = "results/tiny/metrics/mnasnet_100/presocial/presocial.json"
+GPU_RULES = ("train", "explain", "actmax", "xai_metrics")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ensure_slurm() -> None:
+    if shutil.which("slurmctld") and shutil.which("slurmd") and shutil.which("munged"):
+        return
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        pytest.skip("slurm-wlm/munge are not installed and apt-get (as root) is not available to install them")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    proc = subprocess.run(["apt-get", "install", "-y", "-q", "slurm-wlm", "munge"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:  # a stale package index: refresh once
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
+        proc = subprocess.run(["apt-get", "install", "-y", "-q", "slurm-wlm", "munge"], env=env,
+                              capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def _munge_works() -> bool:
+    if not shutil.which("munge"):
+        return False
+    p = subprocess.run("munge -n | unmunge", shell=True, capture_output=True, timeout=10)
+    return p.returncode == 0
+
+
+def _slurm_conf(d: Path) -> str:
+    mem_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.8)
+    return f"""ClusterName=dfxtest
+SlurmctldHost=localhost(127.0.0.1)
+SlurmUser=root
+SlurmctldPort={_free_port()}
+SlurmdPort={_free_port()}
+AuthType=auth/munge
+StateSaveLocation={d}/state
+SlurmdSpoolDir={d}/spool
+SlurmctldPidFile={d}/slurmctld.pid
+SlurmdPidFile={d}/slurmd.pid
+SlurmctldLogFile={d}/slurmctld.log
+SlurmdLogFile={d}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+SchedulerType=sched/backfill
+ReturnToService=2
+MpiDefault=none
+MinJobAge=3600
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={mem_mb} State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A running single-node cluster: yields the environment (SLURM_CONF) for client commands."""
+    _ensure_slurm()
+    d = tmp_path_factory.mktemp("slurm")
+    for sub in ("state", "spool"):
+        (d / sub).mkdir()
+    # Job steps (srun inside a job) read the default path, not SLURM_CONF: the config goes there
+    # unless a cluster configuration already exists on this machine.
+    conf = Path("/etc/slurm/slurm.conf")
+    if conf.exists():
+        pytest.skip(f"{conf} exists: this machine already has a SLURM configuration; not touching it")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(_slurm_conf(d))
+    env = {**os.environ, "SLURM_CONF": str(conf)}
+    started: list[subprocess.Popen] = []
+    try:
+        if not _munge_works():
+            key = Path("/etc/munge/munge.key")
+            if not key.exists():
+                subprocess.run(["mungekey", "--create"], check=True, timeout=30)
+                shutil.chown(key, "munge", "munge")
+            Path("/run/munge").mkdir(parents=True, exist_ok=True)
+            shutil.chown("/run/munge", "munge", "munge")
+            started.append(subprocess.Popen(["munged", "--foreground"], user="munge",
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            for _ in range(50):
+                if _munge_works():
+                    break
+                time.sleep(0.1)
+        started.append(subprocess.Popen(["slurmctld", "-D", "-f", str(conf)], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        started.append(subprocess.Popen(["slurmd", "-D", "-N", "localhost", "-f", str(conf)], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        state = ""
+        for _ in range(120):
+            state = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True).stdout.strip()
+            if state == "idle":
+                break
+            time.sleep(0.5)
+        assert state == "idle", f"node state {state!r}; logs in {d}"
+        yield env
+    finally:
+        conf.unlink(missing_ok=True)
+        for proc in reversed(started):
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def test_profile_requests_gpus_for_gpu_rules_only():
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    assert profile["executor"] == "slurm" and profile["retries"] >= 1
+    assert "attempt" in str(profile["default-resources"]["mem_mb"])  # more memory on the retry
+    for rule in GPU_RULES:
+        assert profile["set-resources"][rule]["slurm_partition"] != profile["default-resources"]["slurm_partition"]
+        assert profile["set-resources"][rule]["cpus_per_gpu"] >= 1
+    # the rules themselves declare the GPU: the executor turns it into --gpus=1
+    import re
+
+    rules = "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))
+    blocks = {m.group(1): m.group(2) for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", rules, re.M | re.S)}
+    assert {name for name, body in blocks.items() if "gpu=1" in body} == set(GPU_RULES)
+
+
+def _test_profile(dst: Path) -> Path:
+    """The project's SLURM profile adapted to the test cluster: its partition, no account, no GPUs."""
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    profile["default-resources"].update(slurm_partition="debug", mem_mb=1000)
+    profile["default-resources"].pop("slurm_account")
+    for rule, res in profile["set-resources"].items():
+        res.pop("cpus_per_gpu", None)
+        res.update(slurm_partition="debug", mem_mb=1000, runtime=10, cpus_per_task=1)
+        if rule in GPU_RULES:
+            res["gpu"] = 0
+    profile["set-threads"] = {k: 1 for k in profile["set-threads"]}
+    profile.update({"jobs": 2, "latency-wait": 5, "slurm-init-seconds-before-status-checks": 2,
+                    "max-status-checks-per-second": 10,
+                    "slurm-status-command": "squeue", "slurm-no-account": True})
+    dst.mkdir(parents=True)
+    (dst / "config.yaml").write_text(yaml.safe_dump(profile))
+    return dst
+
+
+def test_tiny_cell_on_slurm_equals_a_local_run_and_a_failure_fails(slurm, tmp_path):
+    cluster = copy_repo(tmp_path / "cluster")
+    local = copy_repo(tmp_path / "local")
+    for wd in (cluster, local):
+        shutil.copy(REPO / "tests/data/tiny.yaml", wd / "tiny.yaml")
+    profile = _test_profile(tmp_path / "profile")
+
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(Path(os.sys.executable).with_name("snakemake")), CELL, "--workflow-profile",
+                           str(profile), "--configfile", "tiny.yaml"], cwd=cluster, env=slurm,
+                          capture_output=True, text=True, timeout=420)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert "Job " in proc.stderr + proc.stdout and "submitted" in (proc.stderr + proc.stdout).lower()
+    elapsed = time.perf_counter() - t0
+    run_snakemake(local, CELL, "--cores", "2", "--configfile", "tiny.yaml")
+    assert json.loads((cluster / CELL).read_text()) == json.loads((local / CELL).read_text())
+    print(f"SLURM run of {CELL}: {elapsed:.1f} s")
+
+    # a failing job must end the run with an error, not hang
+    (cluster / CELL).unlink()
+    (cluster / "workflow/scripts/metrics.py").write_text("raise SystemExit('deliberate failure')\n")
+    proc = subprocess.run([str(Path(os.sys.executable).with_name("snakemake")), CELL, "--workflow-profile",
+                           str(profile), "--configfile", "tiny.yaml", "--retries", "0"], cwd=cluster, env=slurm,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    assert "Error in rule metrics" in proc.stdout + proc.stderr
+    assert not (cluster / CELL).exists()
