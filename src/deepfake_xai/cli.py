@@ -130,6 +130,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         cache=cache, manifest=manifest, train_set=args.train_set, settings=args.settings_json,
         out_dir=args.out_dir, threads=args.threads, device=args.device, progress=not args.quiet,
     )
+    if summary.get("rank", 0) != 0:  # another torchrun process: rank 0 writes every output
+        return
     print(f"best epoch {summary['best_epoch']}: val balanced accuracy "
           f"{summary['best_val_balanced_accuracy']:.4f}; {summary['images_per_s']:.1f} images/s on {summary['device']}")
     if args.parts:

@@ -47,6 +47,49 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a `torchrun` job (world size 1 when started without it)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        import os
+
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
+                   int(os.environ.get("WORLD_SIZE", 1)))
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def state_digest(state: dict) -> str:
+    """SHA-256 of a state dict's names and bytes: equal digests, equal weights."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        t = state[k].detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def shard(n: int, seed: int, dist: Distributed) -> np.ndarray:
+    """This rank's indices of an epoch: one shared permutation, every world-th item from the rank's
+    offset, cut to the same length on every rank (DistributedSampler without padding)."""
+    order = np.random.default_rng(seed).permutation(n)
+    per_rank = n // dist.world
+    return np.sort(order[dist.rank::dist.world][:per_rank])
+
+
 def settings_hash(settings: dict) -> str:
     """Identity of a training run's settings; a checkpoint from other settings is not resumed."""
     keep = {k: v for k, v in settings.items() if k not in ("loader_workers",)}
@@ -295,7 +338,19 @@ def train(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    dist = Distributed.from_env()
     dev = pick_device(device)
+    if dist.enabled:
+        # One process per GPU under torchrun (compute.gpus_per_job); gloo on the CPU (tests).
+        import torch.distributed as tdist
+
+        if dev.type == "cuda":
+            # each rank sees all GPUs (cuda:local_rank) or, with GPU slots, only its own (cuda:0)
+            dev = torch.device("cuda", dist.local_rank if torch.cuda.device_count() > 1 else 0)
+            torch.cuda.set_device(dev)
+        if not tdist.is_initialized():
+            tdist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        progress = progress and dist.main
     if dev.type == "cpu":
         torch.set_num_threads(max(1, threads))
     seed = int(settings["seed"])
@@ -320,9 +375,16 @@ def train(
     runner = Runner(model, dev, settings)
     optimizer = make_optimizer(runner.model, settings)
     epochs, bs = int(settings["epochs"]), int(settings["batch_size"])
-    if len(tr_cache_rows) < 2:
+    if len(tr_cache_rows) < 2 * dist.world:
         raise ValueError(f"the {train_set} train split has {len(tr_cache_rows)} image(s): too few to train")
-    steps_per_epoch = max(1, len(tr_cache_rows) // bs)
+    train_forward = runner.forward
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(runner.model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        train_forward = torch.compile(ddp) if settings.get("compile") and runner.cuda else ddp
+    # batch_size is per process: under torchrun the global batch is batch_size x world size
+    steps_per_epoch = max(1, (len(tr_cache_rows) // dist.world) // bs)
     total_steps = epochs * steps_per_epoch
     ident = settings_hash({**settings, "train_set": train_set, "n_train": len(tr_cache_rows)})
 
@@ -345,12 +407,16 @@ def train(
 
     val_batches = Batches(cache, va_cache_rows, va_labels, int(settings.get("eval_batch_size", 2 * bs)),
                           prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
+    seen_ids: list[str] = []
     t_start = time.time()
     for epoch in range(start_epoch, epochs + 1):
         epoch_seed = seed * 100_003 + epoch
         torch.manual_seed(epoch_seed)
-        gen = torch.Generator(device="cpu").manual_seed(epoch_seed)
-        batches = Batches(cache, tr_cache_rows, tr_labels, bs, shuffle_seed=epoch_seed,
+        gen = torch.Generator(device="cpu").manual_seed(epoch_seed + 7919 * dist.rank)
+        mine = shard(len(tr_cache_rows), epoch_seed, dist) if dist.enabled else np.arange(len(tr_cache_rows))
+        if dist.enabled:
+            seen_ids += train_rows["image_id"].to_numpy()[mine].astype(str).tolist()
+        batches = Batches(cache, tr_cache_rows[mine], tr_labels[mine], bs, shuffle_seed=epoch_seed,
                           jpeg_augment=float(settings.get("jpeg_augment", 0.0)),
                           prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda, drop_last=True)
         runner.model.train()
@@ -378,7 +444,8 @@ def train(
                 flips = flips.to(dev)
             inp = runner.inputs(x, offsets, flips)
             y = y.to(dev, non_blocking=True)
-            logits = runner.logits(inp)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=runner.amp):
+                logits = train_forward(inp).float()
             loss = F.cross_entropy(logits, y, label_smoothing=float(settings.get("label_smoothing", 0.0)))
             # On the CPU, freeing gradients each step makes the allocator return and re-fault them
             # (costly for vgg19's 140M parameters); on CUDA set_to_none is the faster choice.
@@ -408,7 +475,7 @@ def train(
         if val_bal > best["score"]:
             best = {"score": val_bal, "epoch": epoch,
                     "state": {k: v.detach().cpu().clone() for k, v in runner.model.state_dict().items()}}
-        if epoch < epochs:  # after the last epoch the final files are written at once instead
+        if epoch < epochs and dist.main:  # after the last epoch the final files are written at once
             with atomic_path(ckpt_path, suffix=".pt") as tmp:
                 torch.save({
                     "ident": ident, "epoch": epoch, "model": runner.model.state_dict(),
@@ -418,6 +485,18 @@ def train(
                 }, tmp)
 
     elapsed = time.time() - t_start
+    if dist.enabled:
+        # Which images this rank trained on and the weights it ended with: the record that the ranks
+        # split the data and agree on the result.
+        write_json(out_dir / "ddp" / f"rank{dist.rank}.json", {
+            "rank": dist.rank, "world": dist.world, "image_ids": seen_ids,
+            "best_state_sha256": state_digest(best["state"]), "best_epoch": best["epoch"]})
+        import torch.distributed as tdist
+
+        tdist.barrier()
+        if not dist.main:
+            tdist.destroy_process_group()
+            return {"rank": dist.rank, "world": dist.world, "best_epoch": best["epoch"]}
     with atomic_path(out_dir / "model.safetensors", suffix=".safetensors") as tmp:
         save_file({k: v.contiguous() for k, v in best["state"].items()}, str(tmp),
                   metadata={"arch": settings["arch"], "train_set": train_set, "best_epoch": str(best["epoch"])})
@@ -433,10 +512,14 @@ def train(
         "images_per_s": float(np.mean([r["images_per_s"] for r in log])),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "amp_bf16": runner.amp, "channels_last": runner.channels_last,
+        "amp_bf16": runner.amp, "channels_last": runner.channels_last, "world_size": dist.world,
     }
     write_json(out_dir / "train.json", summary)
     ckpt_path.unlink(missing_ok=True)
+    if dist.enabled:
+        import torch.distributed as tdist
+
+        tdist.destroy_process_group()
     return summary
 
 

@@ -95,6 +95,14 @@ wildcard_constraints:
     cache=r"(native|r\d+)_c\d+",
 
 
+def train_launcher() -> str:
+    """The interpreter for training jobs, or torchrun with one process per GPU (compute.gpus_per_job)."""
+    n = COMPUTE["gpus_per_job"]
+    if n <= 1:
+        return PY
+    return f"{shlex.quote(str(Path(sys.executable).with_name('torchrun')))} --standalone --nproc_per_node {n}"
+
+
 def settings_json(wildcards) -> str:
     """The model's resolved settings: train defaults + its overrides. Only this model's values, so
     changing one model's hyperparameter re-runs that model's jobs alone."""

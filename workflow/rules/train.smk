@@ -41,7 +41,7 @@ rule train:
         parts=expand(f"{RESULTS}/predictions/{{{{model}}}}/{{{{train_set}}}}/{{part}}.parquet", part=PARTS),
         combined=f"{RESULTS}/predictions/{{model}}/{{train_set}}/combined.parquet",
     params:
-        py=PY,
+        launcher=train_launcher(),
         dataset=DATASET,
         settings=settings_json,
         out_dir=lambda wc: model_dir(wc.model, wc.train_set),
@@ -53,11 +53,11 @@ rule train:
         f"{BENCH}/train/{{model}}/{{train_set}}.tsv"
     threads: COMPUTE["train_threads"]
     resources:
-        gpu=1,
+        gpu=COMPUTE["gpus_per_job"],
     conda:
         "../../environment.yml"
     shell:
-        "{params.py} workflow/scripts/train.py --cache {input.cache_npy:q} "
+        "{params.launcher} workflow/scripts/train.py --cache {input.cache_npy:q} "
         "--cache-index {input.cache_index:q} --manifest {input.manifest:q} --dataset {params.dataset:q} "
         "--settings-json {params.settings:q} --train-set {wildcards.train_set:q} "
         "--out-dir {params.out_dir:q} --threads {threads} --device {params.device:q} "

@@ -120,6 +120,8 @@ def build(config: dict, configs: list[str]) -> dict:
                                  if xai_cells)
     compute = dict(config["compute"])
     compute["device"] = compute["device"] or "auto"
+    n = compute["gpus_per_job"]
+    compute["launcher"] = "python" if n <= 1 else f"torchrun --standalone --nproc_per_node {n}"
     return {
         "configs": configs, "dataset": ds, "archives": archives, "manifest_json": manifest,
         "caches": caches, "pairs": pairs, "cells": cells, "settings": settings,
