@@ -39,6 +39,7 @@ def test_localization_maximal_for_the_region_and_chance_for_random_maps():
     assert Q.energy_inside(noise, masks).mean() == pytest.approx(area, abs=0.01)
     flat = np.zeros((1, H, W))
     assert Q.energy_inside(flat, masks[:1])[0] == pytest.approx(area)  # an empty map gets the area share
+    assert Q.pointing_game(flat, masks[:1])[0] == pytest.approx(area)  # ties everywhere: chance, not a hit
 
 
 class RegionModel(torch.nn.Module):

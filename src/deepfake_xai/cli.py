@@ -278,7 +278,7 @@ def cmd_xai_cell(args: argparse.Namespace) -> None:
                          n_images=args.n_images, steps=args.steps, keep=args.keep,
                          road_percentiles=args.road_percentiles, seed=args.seed, test_crops=test_crops,
                          test_labels=np.asarray(preds["label"]), jpeg_qualities=args.jpeg, scales=args.scales,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, robustness_images=args.robustness_images)
     result.update({"model": args.model, "train_set": args.train_set, "test_set": args.test_set})
     write_json(args.out, nan_to_none(result))
     best = max(result["methods"], key=lambda m: result["methods"][m]["insertion_auc"]["mean"]
@@ -299,6 +299,19 @@ def cmd_xai_report(args: argparse.Namespace) -> None:
                                cache=ImageCache(args.cache, args.cache_index), out_dir=args.out_dir,
                                method=args.method)
     print(f"{len(written)} files -> {args.out_dir} (start at {Path(args.out_dir) / 'ranking.md'})")
+
+
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from .doctor import run
+
+    checks = run(args.config, args.results)
+    for c in checks:
+        print(c.line())
+    bad = [c for c in checks if c.status == "FAIL"]
+    warn = [c for c in checks if c.status == "WARN"]
+    print(f"{len(checks)} checks: {len(bad)} failed, {len(warn)} warnings")
+    if bad:
+        raise SystemExit(1)
 
 
 def cmd_montage(args: argparse.Namespace) -> None:
@@ -516,6 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--road-percentiles", type=int, nargs="*", default=[20, 50, 80])
     s.add_argument("--jpeg", type=int, nargs="*", default=[90, 70, 50, 30], help="JPEG qualities (robustness)")
     s.add_argument("--scales", type=float, nargs="*", default=[0.5, 0.75, 1.5], help="rescale factors (robustness)")
+    s.add_argument("--robustness-images", type=int, default=0, help="test images for robustness (0: all)")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True, help="JSON file")
@@ -531,6 +545,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", default="gradcam", help="method of the spatial-prior figure")
     s.add_argument("--out-dir", required=True)
     s.set_defaults(func=cmd_xai_report)
+
+    s = sub.add_parser("doctor", help="check the environment: versions, GPU, free disk, config, dataset root")
+    s.add_argument("--config", nargs="*", default=["config/config.yaml"],
+                   help="config files to validate, merged in order (none: skip the config checks)")
+    s.add_argument("--results", default="results", help="where results go (free disk is checked there)")
+    s.set_defaults(func=cmd_doctor)
 
     s = sub.add_parser("montage", help="one PNG per method: the shared images' maps across models")
     s.add_argument("--maps", nargs="+", required=True)

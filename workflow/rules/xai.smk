@@ -25,6 +25,7 @@ rule xai_metrics:
         road=XAI["road_percentiles"],
         jpeg=XAI["jpeg_qualities"],
         scales=XAI["scales"],
+        robustness_images=XAI["robustness_images"],
         batch_size=XAI["batch_size"],
         seed=XAI["seed"],
     log:
@@ -45,6 +46,7 @@ rule xai_metrics:
         "--model {wildcards.model:q} --train-set {wildcards.train_set:q} --test-set {wildcards.test_set:q} "
         "--n-images {params.n_images} --steps {params.steps} --keep {params.keep} "
         "--road-percentiles {params.road} --jpeg {params.jpeg} --scales {params.scales} "
+        "--robustness-images {params.robustness_images} "
         "--batch-size {params.batch_size} --seed {params.seed} --out {output:q} "
         "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
 

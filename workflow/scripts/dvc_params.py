@@ -103,7 +103,8 @@ def build(config: dict, configs: list[str]) -> dict:
         "test_sets": " ".join(config["test_sets"]), "config": configs[0] if configs else "",
     }
     xai = config["xai"]
-    xai_opts = {k: xai[k] for k in ("n_images", "steps", "keep", "batch_size", "seed", "prior_method")}
+    xai_opts = {k: xai[k] for k in ("n_images", "steps", "keep", "batch_size", "seed", "prior_method",
+                                    "robustness_images")}
     for k in ("road_percentiles", "jpeg_qualities", "scales"):
         xai_opts[k] = " ".join(str(v) for v in xai[k])
     xai_cells = explain if xai["enabled"] else {}

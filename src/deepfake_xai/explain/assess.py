@@ -23,11 +23,13 @@ def _flat(maps: np.ndarray) -> bool:
 def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, settings: dict, n_images: int,
                 steps: int, keep: float, road_percentiles: list[int], seed: int = 0,
                 test_crops: np.ndarray | None = None, test_labels: np.ndarray | None = None,
-                jpeg_qualities: list[int] = (), scales: list[float] = (), batch_size: int = 64) -> dict:
+                jpeg_qualities: list[int] = (), scales: list[float] = (), batch_size: int = 64,
+                robustness_images: int | None = None) -> dict:
     """Scores per method for the first ``n_images`` explained images of ``cell`` (a read maps file).
 
     ``boxes``: each explained image's evidence box in input pixels, or None (reals, unknown).
-    ``test_crops``/``test_labels``: the cell's whole test set (uint8 crops) for the robustness curves.
+    ``test_crops``/``test_labels``: the cell's whole test set (uint8 crops) for the robustness curves,
+    a seeded random subset of ``robustness_images`` of them when given.
     """
     t0 = time.perf_counter()
     model = runner.model
@@ -95,6 +97,9 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
     result = {"n_images": int(n), "n_with_box": int(has_box.sum()), "steps": steps, "keep": keep,
               "road_percentiles": list(road_percentiles), "sanity_threshold": SANITY_THRESHOLD,
               "methods": out, "not_applicable": cell["info"].get("not_applicable", {})}
+    if test_crops is not None and robustness_images and len(test_crops) > robustness_images:
+        pick = np.sort(np.random.default_rng(seed).choice(len(test_crops), robustness_images, replace=False))
+        test_crops, test_labels = test_crops[pick], np.asarray(test_labels)[pick]
     if test_crops is not None and len(test_crops):
         result["robustness"] = robustness(predict, runner, test_crops, np.asarray(test_labels),
                                           jpeg_qualities, scales, batch_size)

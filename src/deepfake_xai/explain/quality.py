@@ -61,10 +61,12 @@ def ellipse_mask(h: int, w: int, rx: float = 0.34, ry: float = 0.44) -> np.ndarr
 # ---------------------------------------------------------------- localization
 
 def pointing_game(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """1.0 where the map's maximum falls inside the region, else 0.0 (ties: any maximum counts)."""
+    """1.0 where the map's maximum falls inside the region, else 0.0. With ties the score is the
+    share of the maxima inside the region (a flat map scores the region's area: chance)."""
     flat = maps.reshape(len(maps), -1)
     peak = flat >= flat.max(axis=1, keepdims=True)
-    return (peak & masks.reshape(len(masks), -1)).any(axis=1).astype(float)
+    inside = (peak & masks.reshape(len(masks), -1)).sum(axis=1)
+    return inside / np.maximum(peak.sum(axis=1), 1)
 
 
 def energy_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:

@@ -150,6 +150,14 @@ def ranking_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
+def _resized(m: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    if m.shape == (size, size):
+        return m
+    return np.asarray(Image.fromarray(m.astype(np.float32)).resize((size, size), Image.BILINEAR))
+
+
 def priors_figure(maps_files: list[str | Path], platform_of: dict[str, str], path: str | Path,
                   method: str = "gradcam") -> Path:
     """Mean heatmap of one method over real and over fake images, per platform (all explained
@@ -175,8 +183,8 @@ def priors_figure(maps_files: list[str | Path], platform_of: dict[str, str], pat
             if not group:
                 ax.text(0.5, 0.5, "no images", ha="center", va="center", transform=ax.transAxes)
                 continue
-            size = min(g.shape[0] for g in group)
-            mean = np.mean([g[:size, :size] for g in group], axis=0)
+            size = max(g.shape[0] for g in group)  # maps of models with other input sizes, resized
+            mean = np.mean([_resized(g, size) for g in group], axis=0)
             share = float(Q.energy_inside(mean[None], Q.ellipse_mask(size, size)[None])[0])
             ax.imshow(mean, cmap="jet", vmin=0, vmax=max(1e-6, float(mean.max())))
             ell = Q.ellipse_mask(size, size)
