@@ -162,7 +162,7 @@ def _test_profile(dst: Path) -> Path:
             res["gpu"] = 0
     profile["set-threads"] = {k: 1 for k in profile["set-threads"]}
     profile.update({"jobs": 2, "latency-wait": 5, "slurm-init-seconds-before-status-checks": 2,
-                    "max-status-checks-per-second": 10,
+                    "max-status-checks-per-second": 10, "seconds-between-status-checks": 2,
                     "slurm-status-command": "squeue", "slurm-no-account": True})
     dst.mkdir(parents=True)
     (dst / "config.yaml").write_text(yaml.safe_dump(profile))
