@@ -121,6 +121,20 @@ def test_unreadable_file_is_rejected_with_its_reason(synth_copy, tmp_path):
     assert "92000.png" not in pd.read_parquet(out / "m.parquet")["path"].str.cat()
 
 
+def test_a_test_set_with_no_images_fails_at_the_manifest(synth_copy, tmp_path):
+    shutil.rmtree(synth_copy / "TrueFace_PostSocial" / "Telegram")
+    out = tmp_path / "m"
+    cmd = [sys.executable, "-m", "deepfake_xai.cli", "--quiet", "manifest", "--root", str(synth_copy), "--dataset", "t",
+           "--out", str(out / "manifest.parquet"), "--rejected", str(out / "r.parquet"), "--summary",
+           str(out / "s.csv"), "--require-test-parts", "presocial", "facebook", "telegram", "twitter"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "no test images for telegram" in proc.stderr and "test_sets" in proc.stderr
+    assert not (out / "manifest.parquet").exists()  # so no training job can start from it
+    ok = subprocess.run(cmd[:-4] + ["presocial", "facebook", "twitter"], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+
+
 def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     p = tmp_path / "bomb.png"
     p.write_bytes(_png_header_only(60_000, 60_000))

@@ -100,6 +100,12 @@ def cmd_manifest(args: argparse.Namespace) -> None:
     write_parquet(rejected, args.rejected)
     summary = summarize(manifest)
     write_csv(summary, args.summary)
+    empty = [p for p in args.require_test_parts
+             if not ((manifest["platform"] == p) & (manifest["split"] == "test")).any()]
+    if empty:  # fail here, before any training job, rather than after the GPU work
+        raise SystemExit(
+            f"error: no test images for {', '.join(empty)} under {args.root} (counts per platform and split: "
+            f"{args.summary}); check that folder, or remove these test sets from test_sets in the config")
     write_manifest(manifest, args.out, args.dataset)
     print(summary.to_string(index=False))
     print(f"{len(manifest)} images in {args.out}; {len(rejected)} rejected (see {args.rejected})")
@@ -428,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rejected", required=True, help="rejected.parquet")
     s.add_argument("--summary", required=True, help="summary CSV (platform x label x split)")
     s.add_argument("--config-json", type=_json_arg, help="the data config section as JSON")
+    s.add_argument("--require-test-parts", nargs="*", default=[],
+                   help="platform parts that must have test images (the configured test sets)")
     s.set_defaults(func=cmd_manifest)
 
     s = sub.add_parser("cache", help="decode every manifest image once into a uint8 memory-mapped array")

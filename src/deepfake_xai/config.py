@@ -55,6 +55,14 @@ def training_pairs(config: dict) -> list[tuple[str, str]]:
     return list(seen)
 
 
+def required_test_parts(config: dict) -> list[str]:
+    """Platform parts whose test images the configured test sets use ("combined" uses all four)."""
+    wanted = set()
+    for t in config["test_sets"]:
+        wanted |= set(TEST_PARTS) if t == "combined" else {t}
+    return [p for p in TEST_PARTS if p in wanted]
+
+
 def grid_axes(config: dict) -> tuple[list[str], list[str]]:
     """The models (in grid order) and train sets (in ``train_sets`` order) the training grid uses."""
     pairs = training_pairs(config)

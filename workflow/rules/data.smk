@@ -75,6 +75,7 @@ rule manifest:
         py=PY,
         dataset=DATASET,
         cfg=as_json(manifest_config()),
+        test_parts=dxcfg.required_test_parts(config),
     log:
         f"{LOGS}/manifest.log",
     benchmark:
@@ -85,4 +86,4 @@ rule manifest:
     shell:
         "{params.py} workflow/scripts/manifest.py --root {input:q} --dataset {params.dataset:q} "
         "--out {output.manifest:q} --rejected {output.rejected:q} --summary {output.summary:q} "
-        "--config-json {params.cfg:q} > {log:q} 2>&1"
+        "--config-json {params.cfg:q} --require-test-parts {params.test_parts:q} > {log:q} 2>&1"

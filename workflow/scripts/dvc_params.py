@@ -126,7 +126,7 @@ def build(config: dict, configs: list[str]) -> dict:
     return {
         "configs": configs, "dataset": ds, "archives": archives, "manifest_json": manifest,
         "caches": caches, "pairs": pairs, "cells": cells, "settings": settings,
-        "parts": " ".join(PLATFORM_PARTS), "compute": compute, "evaluate": config["evaluate"],
+        "parts": " ".join(PLATFORM_PARTS), "test_parts": " ".join(dxcfg.required_test_parts(config)), "compute": compute, "evaluate": config["evaluate"],
         "explain": explain_opts, "explain_cells": explain, "montages": montages, "actmax": actmax,
         "report": report, "xai": xai_opts, "xai_cells": xai_cells, "xai_report": xai_report,
     }
