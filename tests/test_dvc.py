@@ -33,7 +33,11 @@ def dvc_repo(wd: Path) -> Path:
         (wd / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, wd / name)
     shutil.copytree(REPO / "src", wd / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(REPO / "tests/data/tiny.yaml", wd / "tiny.yaml")
+    # the tiny config cut to one train set and one explained test set: DVC runs stages one at a time
+    cfg = yaml.safe_load((REPO / "tests/data/tiny.yaml").read_text())
+    cfg["grid"] = [{"models": ["mnasnet_100", "efficientnet_b0"], "train_sets": ["presocial"]}]
+    cfg["explain"]["cells"] = [{"train_sets": ["presocial"], "test_sets": ["presocial"]}]
+    (wd / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     sh(wd, sys.executable, "workflow/scripts/dvc_params.py", "--config", "tiny.yaml")
     sh(wd, "git", "init", "-q")
     sh(wd, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", "--allow-empty")
@@ -63,8 +67,8 @@ def test_params_yaml_in_the_repo_matches_the_default_config(tmp_path):
 def test_dvc_repro_builds_every_cell_and_a_second_run_does_nothing(repro):
     wd, out = repro
     cells = sorted(p.relative_to(wd).as_posix() for p in (wd / "results/tiny/metrics").rglob("*.json"))
-    assert len(cells) == 20
-    assert len([s for s in ran_stages(out) if s.startswith("train@")]) == 4
+    assert len(cells) == 10
+    assert len([s for s in ran_stages(out) if s.startswith("train@")]) == 2
     again = sh(wd, "dvc", "repro")
     assert ran_stages(again.stdout) == set()
     assert "Data and pipelines are up to date" in again.stdout
@@ -77,7 +81,7 @@ def test_dvc_outputs_equal_snakemakes_for_the_same_config(repro, tmp_path):
     with Repo(str(wd)) as repo:
         dvc_outs = {str(o.def_path) for stage in repo.index.stages for o in stage.outs}
     sm = copy_repo(tmp_path / "sm")
-    shutil.copy(REPO / "tests/data/tiny.yaml", sm / "tiny.yaml")
+    shutil.copy(wd / "tiny.yaml", sm / "tiny.yaml")
     dry = run_snakemake(sm, "-n", "--configfile", "tiny.yaml")
     smk_outs = set()
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", dry.stdout):
@@ -103,7 +107,7 @@ def test_changing_one_models_lr_reruns_exactly_its_stages(repro):
     ran = ran_stages(sh(wd, "dvc", "repro").stdout)
     assert {s.split("@")[0] for s in ran} == {"train", "metrics", "explain", "actmax", "montage", "report", "xai", "xai_report"}
     assert all(s.split("@")[1].startswith("mnasnet_100-") for s in ran if s.split("@")[0] not in ("montage", "report", "xai_report")), ran
-    assert len([s for s in ran if s.startswith("train@")]) == 2
+    assert len([s for s in ran if s.startswith("train@")]) == 1
 
 
 def _sha(path: Path) -> str:
