@@ -114,6 +114,24 @@ def ranking_markdown(rows: list[dict], cells: list[dict]) -> str:
         lines.append(f"| {r['method']} | {r.get('faithfulness_rank', '-')} | {r.get('localization_rank', '-')} | "
                      f"{cells_txt} | {sanity_verdict(r)} ({r['sanity_fails']}/{r['sanity_passes']}/"
                      f"{r['sanity_undetermined']}) | {_fmt(r['sanity_spearman'], 2)} |")
+    lines += ["", "## Per model (each explained cell)", "",
+              "Energy in the evidence box / insertion minus deletion AUC / sanity verdict.", ""]
+    methods = [r["method"] for r in rows]
+    lines += ["| method | " + " | ".join(f"{display(c['model'])} ({display(c['train_set'])} -> "
+                                         f"{display(c['test_set'])})" for c in cells) + " |",
+              "|---|" + "---|" * len(cells)]
+    for m in methods:
+        parts = []
+        for c in cells:
+            e = c["methods"].get(m)
+            if not e:
+                parts.append("n/a")
+                continue
+            en = e.get("energy_in_box")
+            faith = e["insertion_auc"]["mean"] - e["deletion_auc"]["mean"]
+            parts.append(f"{en['mean']:.3f} / {faith:+.3f} / {e['sanity'].split(' ')[0]}" if en
+                         else f"- / {faith:+.3f} / {e['sanity'].split(' ')[0]}")
+        lines.append(f"| {m} | " + " | ".join(parts) + " |")
     lines += ["", "## Sanity check against Adebayo et al. (2018)", "",
               "| method | expected | here | agrees |", "|---|---|---|---|"]
     by_method = {r["method"]: r for r in rows}
@@ -236,8 +254,9 @@ def robustness_figure(cells: list[dict], path: str | Path) -> Path:
         label = f"{display(c['model'])} ({display(c['train_set'])}->{display(c['test_set'])})"
         q = sorted(r["jpeg"], key=float, reverse=True)
         axes[0].plot(["clean", *q], [100 * r["clean"], *(100 * r["jpeg"][k] for k in q)], marker="o", label=label)
-        f = sorted(r["scale"], key=float)
-        axes[1].plot(["1.0", *f], [100 * r["clean"], *(100 * r["scale"][k] for k in f)], marker="o", label=label)
+        acc = {**{float(k): v for k, v in r["scale"].items()}, 1.0: r["clean"]}
+        f = sorted(acc)
+        axes[1].plot([str(k) for k in f], [100 * acc[k] for k in f], marker="o", label=label)
     axes[0].set_xlabel("JPEG quality")
     axes[1].set_xlabel("rescale factor (there and back)")
     for ax in axes:
