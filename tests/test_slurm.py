@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, copy_repo, run_snakemake
+from conftest import REPO, copy_repo
 
 pytestmark = pytest.mark.workflow
 

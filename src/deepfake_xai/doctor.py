@@ -49,7 +49,7 @@ def check_packages() -> list[Check]:
             version = md.version(name)
         except md.PackageNotFoundError:
             checks.append(Check("WARN" if optional else "FAIL", name,
-                                f"not installed; run `make install` (pip install -e '.[workflow,test]')"))
+                                "not installed; run `make install` (pip install -e '.[workflow,test]')"))
             continue
         ok = _version_tuple(version) >= _version_tuple(minimum)
         checks.append(Check("OK" if ok else ("WARN" if optional else "FAIL"), name,
