@@ -55,4 +55,7 @@ $PY benchmarks/heatmap_throughput.py --model efficientnet_b2 --size 256 --batch 
 echo "== training throughput: memory-mapped cache vs tensors already on the GPU"
 $PY benchmarks/train_throughput.py --model efficientnet_b2 --size 256 --cached 264 --batch 128 --steps 40 \
   --warmup 5 --images 3072 --loader-workers 6 --json "$OUT/train_throughput_b2_256.json"
+echo "== evaluation images/s from the cache, eager and torch.compile"
+(cd benchmarks && $PY eval_throughput.py --model efficientnet_b2 --size 256 --batch 512 --images 8192 \
+  --loader-workers 6 --compile --json "$OUT/eval_throughput_b2_256.json") || echo "eval_throughput FAILED"
 rm -rf "$W"
