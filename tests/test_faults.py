@@ -6,7 +6,6 @@ SIGKILL of training are in test_archive.py, test_download.py and test_train.py.)
 import io
 import json
 import os
-import pickle
 import shutil
 import signal
 import stat
@@ -300,7 +299,9 @@ def test_pickled_code_in_weights_is_never_run(tmp_path, monkeypatch):
     marker = tmp_path / "EXECUTED"
     monkeypatch.setenv("DFX_MARKER", str(marker))
     evil = tmp_path / "weights.pt"
-    evil.write_bytes(pickle.dumps({"conv_stem.weight": _Payload()}))
+    import torch
+
+    torch.save({"conv_stem.weight": _Payload()}, evil)  # torch's own format, the payload inside its pickle
     with pytest.raises(ValueError, match="not loadable as plain tensors"):
         create_model("mnasnet_100", pretrained_file=str(evil))
     assert not marker.exists()
