@@ -171,3 +171,31 @@ def test_build_report_writes_every_declared_file(tmp_path):
     assert "6 of 18 cells built" in readme  # Table 4: the B2 row, its average included
     matrices = list(csv.DictReader((out / "tables/matrices.csv").open()))
     assert len(matrices) == 2 * 2 * 5 and sum(int(r["built"]) for r in matrices) == 10
+
+
+def _xai_cell(model: str, scores: dict) -> dict:
+    """An xai-cell result with the given (insertion, deletion, energy, sanity) per method."""
+    methods = {}
+    for m, (ins, dele, energy, sanity) in scores.items():
+        methods[m] = {"insertion_auc": {"mean": ins, "n": 4, "ci95": [ins - 0.1, ins + 0.1]},
+                      "deletion_auc": {"mean": dele, "n": 4, "ci95": [dele - 0.1, dele + 0.1]},
+                      "energy_in_box": {"mean": energy, "n": 2, "ci95": None}, "sanity": sanity}
+    return {"model": model, "train_set": "presocial", "test_set": "combined", "n_images": 4, "n_with_box": 2,
+            "sanity_threshold": 0.5, "methods": methods}
+
+
+def test_xai_ranking_orders_methods_and_checks_adebayo():
+    from deepfake_xai.report.xai import ranking, ranking_markdown
+
+    cells = [_xai_cell("a", {"saliency": (0.8, 0.3, 0.2, "passes"), "gradcam": (0.6, 0.5, 0.4, "passes"),
+                             "guided_backprop": (0.7, 0.5, 0.1, "fails")}),
+             _xai_cell("b", {"saliency": (0.6, 0.3, 0.2, "passes"), "gradcam": (0.6, 0.5, 0.6, "undetermined (flat maps)"),
+                             "guided_backprop": (0.7, 0.5, 0.1, "passes")})]
+    rows = {r["method"]: r for r in ranking(cells)}
+    assert rows["saliency"]["faithfulness"] == pytest.approx(0.7 - 0.3)  # image-weighted means of both cells
+    assert [rows[m]["faithfulness_rank"] for m in ("saliency", "guided_backprop", "gradcam")] == [1, 2, 3]
+    assert rows["gradcam"]["localization_rank"] == 1 and rows["guided_backprop"]["localization_rank"] == 3
+    assert (rows["guided_backprop"]["sanity_fails"], rows["guided_backprop"]["sanity_passes"]) == (1, 1)
+    md = ranking_markdown(list(rows.values()), cells)
+    assert "| guided_backprop | fails | fails | yes |" in md  # ties go to "fails": flagged, not excused
+    assert "| saliency | passes | passes | yes |" in md and "| gradcam | passes | passes | yes |" in md
