@@ -270,9 +270,10 @@ class Runner:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, forward=None) -> torch.Tensor:
+        """Logits in fp32 (bf16 autocast on CUDA); ``forward`` overrides the model call (DDP)."""
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            return self.forward(x).float()
+            return (forward or self.forward)(x).float()
 
     @torch.no_grad()
     def predict(self, batches: Batches) -> tuple[np.ndarray, float]:
@@ -342,7 +343,7 @@ def train(
     dev = pick_device(device)
     if dist.enabled:
         # One process per GPU under torchrun (compute.gpus_per_job); gloo on the CPU (tests).
-        import torch.distributed as tdist
+        import torch.distributed as tdist  # used again at the end of training
 
         if dev.type == "cuda":
             # each rank sees all GPUs (cuda:local_rank) or, with GPU slots, only its own (cuda:0)
@@ -444,8 +445,7 @@ def train(
                 flips = flips.to(dev)
             inp = runner.inputs(x, offsets, flips)
             y = y.to(dev, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=runner.amp):
-                logits = train_forward(inp).float()
+            logits = runner.logits(inp, train_forward)
             loss = F.cross_entropy(logits, y, label_smoothing=float(settings.get("label_smoothing", 0.0)))
             # On the CPU, freeing gradients each step makes the allocator return and re-fault them
             # (costly for vgg19's 140M parameters); on CUDA set_to_none is the faster choice.
@@ -491,8 +491,6 @@ def train(
         write_json(out_dir / "ddp" / f"rank{dist.rank}.json", {
             "rank": dist.rank, "world": dist.world, "image_ids": seen_ids,
             "best_state_sha256": state_digest(best["state"]), "best_epoch": best["epoch"]})
-        import torch.distributed as tdist
-
         tdist.barrier()
         if not dist.main:
             tdist.destroy_process_group()
@@ -517,8 +515,6 @@ def train(
     write_json(out_dir / "train.json", summary)
     ckpt_path.unlink(missing_ok=True)
     if dist.enabled:
-        import torch.distributed as tdist
-
         tdist.destroy_process_group()
     return summary
 

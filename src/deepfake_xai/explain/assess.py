@@ -56,13 +56,13 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
     random_maps = explain_cell(model=random_model, target_layer=random_layer, images=images, methods=methods,
                                targets="predicted", batch_size=batch_size, progress=False)["maps"]
 
+    base = predict(images).gather(1, targets.view(-1, 1)).view(-1).cpu().numpy()  # the same for every method
     out: dict = {}
     for m in methods:
         maps = cell["maps"][m][:n].astype(np.float32)
         tmaps = torch.from_numpy(maps)
         deletion = Q.perturbation_curve(predict, images, tmaps, targets, steps, "deletion", batch_size)
         insertion = Q.perturbation_curve(predict, images, tmaps, targets, steps, "insertion", batch_size)
-        base = predict(images).gather(1, targets.view(-1, 1)).view(-1).cpu().numpy()
         kept = Q.keep_top_confidence(predict, images, tmaps, targets, keep)
         entry = {
             "deletion_auc": Q.mean_ci(Q.curve_auc(deletion)),

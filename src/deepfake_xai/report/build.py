@@ -63,7 +63,7 @@ def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[s
     written = write_tables(tables, out_dir / "tables")
     written += figures.write_matrices(metrics, models, train_sets, test_sets, out_dir / "tables")
     figs = out_dir / "figures"
-    logs = {key: Path(p).with_name("log.csv") for key, p in zip(summaries, train_files)}
+    logs = {key: Path(s["_path"]).with_name("log.csv") for key, s in summaries.items()}
     written.append(figures.training_curves_figure(logs, figs / "training_curves.png"))
     for m in models:
         written.append(figures.matrix_figure(metrics, m, train_sets, test_sets, figs / f"matrix_{m}.png"))

@@ -20,7 +20,7 @@ MATRIX_METRICS = ("accuracy", "f1", "roc_auc")
 MATRIX_LABELS = {"accuracy": "Accuracy", "f1": "F1", "roc_auc": "ROC-AUC"}
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,11 +29,11 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     """PNG written atomically (rendered to memory, then renamed into place)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     write_bytes(path, buf.getvalue())
     return Path(path)
 
@@ -53,7 +53,7 @@ def matrix(metrics: Mapping[tuple[str, str, str], dict], model: str, train_sets:
 def matrix_figure(metrics: Mapping, model: str, train_sets: list[str], test_sets: list[str],
                   path: str | Path) -> Path:
     """Annotated heatmaps of accuracy, F1 and AUC over every (train set, test set) of one model."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(MATRIX_METRICS), figsize=(4.2 * len(MATRIX_METRICS), 0.6 * len(train_sets) + 1.8))
     for ax, metric in zip(np.atleast_1d(axes), MATRIX_METRICS):
         values = matrix(metrics, model, train_sets, test_sets, metric)
@@ -72,7 +72,7 @@ def matrix_figure(metrics: Mapping, model: str, train_sets: list[str], test_sets
         ax.set_ylabel("train set")
         ax.set_title(f"{display(model)}: {MATRIX_LABELS[metric]} (%)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def matrices_table(metrics: Mapping, models: list[str], train_sets: list[str],
@@ -119,7 +119,7 @@ def read_log(path: str | Path) -> dict[str, np.ndarray]:
 
 def training_curves_figure(logs: Mapping[tuple[str, str], str | Path], path: str | Path) -> Path:
     """Training loss and validation balanced accuracy per epoch; a column per train set, a line per model."""
-    plt = _pyplot()
+    plt = pyplot()
     train_sets = list(dict.fromkeys(tr for _, tr in logs))
     models = list(dict.fromkeys(m for m, _ in logs))
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}  # one colour per model
@@ -143,7 +143,7 @@ def training_curves_figure(logs: Mapping[tuple[str, str], str | Path], path: str
     handles = [plt.Line2D([], [], marker="o", color=colors[m], label=display(m)) for m in models]
     fig.legend(handles=handles, loc="upper center", ncol=min(len(models), 7), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_figure(metrics: Mapping, model: str, train_sets: list[str], test_sets: list[str],
@@ -151,7 +151,7 @@ def confusion_figure(metrics: Mapping, model: str, train_sets: list[str], test_s
     """The confusion matrix of every built cell of one model, as blocks of one image (rows: train
     sets, each block's rows the true class real/fake; columns: test sets, each block's columns the
     predicted class). Each block is shaded by its rows' share, so cells of different size compare."""
-    plt = _pyplot()
+    plt = pyplot()
     nr, nc = len(train_sets), len(test_sets)
     shade = np.full((2 * nr, 2 * nc), np.nan)
     fig, ax = plt.subplots(figsize=(1.5 * nc + 1.5, 1.5 * nr + 1.0))
@@ -180,7 +180,7 @@ def confusion_figure(metrics: Mapping, model: str, train_sets: list[str], test_s
     ax.set_title(f"{display(model)}: confusion matrices\n(in each block: rows real/fake, columns predicted "
                  "real/fake)", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_matrices(metrics: Mapping, models: list[str], train_sets: list[str], test_sets: list[str],

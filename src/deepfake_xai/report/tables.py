@@ -160,11 +160,11 @@ def load_metrics(paths: Iterable[str | Path]) -> dict[tuple[str, str, str], dict
 
 
 def load_train_summaries(paths: Iterable[str | Path]) -> dict[tuple[str, str], dict]:
-    """train.json files keyed by (model, train set)."""
+    """train.json files keyed by (model, train set), each with ``_path`` (its log.csv sits beside it)."""
     out = {}
     for p in paths:
         data = json.loads(Path(p).read_text())
-        out[data["arch"], data["train_set"]] = data
+        out[data["arch"], data["train_set"]] = {**data, "_path": str(p)}
     return out
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..explain import quality as Q
 from ..io import write_text
-from .figures import _pyplot, _save
+from .figures import pyplot, save_figure
 from .tables import display
 
 PLATFORMS = ["presocial", "facebook", "telegram", "twitter"]
@@ -190,7 +190,7 @@ def priors_figure(maps_files: list[str | Path], platform_of: dict[str, str], pat
         for image_id, label, m in zip(cell["image_ids"], cell["labels"], cell["maps"][method]):
             sums.setdefault((platform_of.get(str(image_id), "?"), int(label)), []).append(m.astype(np.float32))
     plats = [p for p in PLATFORMS if any(k[0] == p for k in sums)]
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(2, max(1, len(plats)), figsize=(2.6 * max(1, len(plats)), 5.4), squeeze=False)
     for j, plat in enumerate(plats):
         for i, label in enumerate((0, 1)):
@@ -211,12 +211,12 @@ def priors_figure(maps_files: list[str | Path], platform_of: dict[str, str], pat
                          fontsize=8)
     fig.suptitle(f"Mean {method} map; white: central face ellipse", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def spectra_figure(cache, manifest, path: str | Path, max_images: int = 400) -> Path:
     """Mean log-spectrum of real and fake test images per platform and their difference."""
-    plt = _pyplot()
+    plt = pyplot()
     plats = [p for p in PLATFORMS if (manifest["platform"] == p).any()]
     fig, axes = plt.subplots(3, len(plats), figsize=(2.6 * len(plats), 7.6), squeeze=False)
     for j, plat in enumerate(plats):
@@ -240,12 +240,12 @@ def spectra_figure(cache, manifest, path: str | Path, max_images: int = 400) -> 
             ax.set_title(f"{display(plat)}: {title}", fontsize=8)
     fig.suptitle("Mean log-magnitude spectrum (centre: low frequencies, edges: Nyquist)", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def robustness_figure(cells: list[dict], path: str | Path) -> Path:
     """Accuracy vs JPEG quality and vs rescale factor, one line per (model, train set)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for c in cells:
         r = c.get("robustness")
@@ -263,7 +263,7 @@ def robustness_figure(cells: list[dict], path: str | Path) -> Path:
         ax.set_ylabel("accuracy (%)")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def xai_outputs(out_dir: str | Path) -> list[str]:
