@@ -73,6 +73,11 @@ def test_deletion_and_insertion_reward_the_true_region():
     i_true = Q.curve_auc(Q.perturbation_curve(predict, images, truth, targets, 16, "insertion"))
     i_rand = Q.curve_auc(Q.perturbation_curve(predict, images, random, targets, 16, "insertion"))
     assert i_true.mean() > i_rand.mean() + 0.05
+    for mode in ("deletion", "insertion"):  # the shared ends give the same curves as computing them
+        for maps in (truth, random):
+            shared = Q.perturbation_curve(predict, images, maps, targets, 16, mode,
+                                          ends=Q.curve_ends(predict, images, targets, mode))
+            assert np.allclose(shared, Q.perturbation_curve(predict, images, maps, targets, 16, mode), atol=1e-6)
     kept_true = Q.keep_top_confidence(predict, images, truth, targets, keep=16 / 256)
     kept_rand = Q.keep_top_confidence(predict, images, random, targets, keep=16 / 256)
     full = predict(images)[:, 1].numpy()
@@ -84,9 +89,29 @@ def test_road_ranks_the_true_region_above_its_inverse():
     torch.manual_seed(0)
     images = bright_region_images(4)
     truth = np.repeat(region()[None], 4, axis=0).astype(np.float32)
-    good = Q.road_scores(model, images, truth, [1] * 4, [50])
-    bad = Q.road_scores(model, images, 1 - truth, [1] * 4, [50])
+    predict = lambda x: torch.softmax(model(x), 1)  # noqa: E731
+    good = Q.road_scores(predict, images, truth, [1] * 4, [50])
+    bad = Q.road_scores(predict, images, 1 - truth, [1] * 4, [50])
     assert good.mean() > bad.mean()
+
+
+def test_road_equals_pytorch_grad_cams_road_combined():
+    """Same imputation noise (same seed, same order), so the same scores, with fewer forward passes."""
+    from pytorch_grad_cam.metrics.road import ROADCombined
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    model = RegionModel().eval()
+    torch.manual_seed(0)
+    images = bright_region_images(5)
+    maps = np.random.default_rng(2).random((5, H, W)).astype(np.float32)
+    targets = [1, 0, 1, 1, 0]
+    torch.manual_seed(7)
+    theirs = ROADCombined(percentiles=[20, 50, 80])(images, maps, [ClassifierOutputSoftmaxTarget(t) for t in targets],
+                                                     model)
+    torch.manual_seed(7)
+    ours = Q.road_scores(lambda x: torch.softmax(model(x), 1), images, maps, targets, [20, 50, 80], batch_size=4)
+    assert ours.shape == (5,) and np.abs(ours).max() > 1e-3
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
 
 
 def test_sanity_statistics():
@@ -132,3 +157,42 @@ def test_mean_ci_and_bootstrap():
     out = Q.mean_ci(v)
     assert out["mean"] == 0.5 and out["n"] == 100 and out["ci95"][0] < 0.5 < out["ci95"][1]
     assert Q.mean_ci([0.3])["ci95"] is None
+
+
+class PoolToOne(torch.nn.Module):
+    """A small CNN whose target layer ends in a 1 x 1 feature map (as vgg19 on 32 px inputs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU())
+        self.squeeze = torch.nn.AdaptiveAvgPool2d(1)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.squeeze(self.body(x)).flatten(1))
+
+
+def test_flat_maps_are_reported_not_scored():
+    """CAM-family maps from a 1 x 1 feature map are constant: they get no faithfulness or
+    localization score (deleting "their" top pixels would delete in raster order); saliency is scored."""
+    from deepfake_xai.explain.assess import assess_cell
+    from deepfake_xai.explain.bulk import explain_cell
+    from deepfake_xai.train import Runner
+
+    torch.manual_seed(0)
+    model = PoolToOne().eval()
+    runner = Runner(model, torch.device("cpu"), {"image_size": H})
+    crops = (255 * torch.rand(6, H, W, 3)).to(torch.uint8).numpy()
+    images = runner.inputs(torch.from_numpy(crops))
+    made = explain_cell(model=model, target_layer=model.squeeze, images=images, methods=["gradcam", "saliency"],
+                        progress=False)
+    cell = {"image_ids": [str(i) for i in range(6)], "crops": crops, "maps": made["maps"],
+            "targets": made["targets"], "labels": np.array([0, 1] * 3), "info": {}}
+    boxes = [None, (4, 4, 8, 8)] * 3
+    res = assess_cell(runner=runner, layer=model.squeeze, cell=cell, boxes=boxes, settings={}, n_images=6, steps=4,
+                      keep=0.2, road_percentiles=[50])
+    grad, sal = res["methods"]["gradcam"], res["methods"]["saliency"]
+    assert grad["flat_maps"] and grad["sanity"] == "undetermined (flat maps)"
+    assert grad["deletion_auc"] is None and grad["road"] is None and grad["energy_in_box"] is None
+    assert not sal["flat_maps"] and 0 <= sal["deletion_auc"]["mean"] <= 1 and sal["energy_in_box"]["n"] == 3
+    assert len(sal["deletion_curve"]) == 5 and sal["sanity"] in ("passes", "fails")

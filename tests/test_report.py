@@ -191,6 +191,13 @@ def test_xai_ranking_orders_methods_and_checks_adebayo():
                              "guided_backprop": (0.7, 0.5, 0.1, "fails")}),
              _xai_cell("b", {"saliency": (0.6, 0.3, 0.2, "passes"), "gradcam": (0.6, 0.5, 0.6, "undetermined (flat maps)"),
                              "guided_backprop": (0.7, 0.5, 0.1, "passes")})]
+    flat = _xai_cell("c", {"saliency": (0.7, 0.3, 0.2, "passes")})
+    flat["methods"]["gradcam"] = {"insertion_auc": None, "deletion_auc": None, "energy_in_box": None,
+                                  "flat_maps": True, "sanity": "undetermined (flat maps)"}
+    with_flat = {r["method"]: r for r in ranking(cells + [flat])}
+    assert with_flat["gradcam"]["insertion_auc"]["cells"] == 2  # the flat cell does not enter the scores
+    assert "| gradcam | 0.400 / +0.100 / passes | 0.600 / +0.100 / undetermined | flat maps |" in \
+        ranking_markdown(list(with_flat.values()), cells + [flat])
     rows = {r["method"]: r for r in ranking(cells)}
     assert rows["saliency"]["faithfulness"] == pytest.approx(0.7 - 0.3)  # image-weighted means of both cells
     assert [rows[m]["faithfulness_rank"] for m in ("saliency", "guided_backprop", "gradcam")] == [1, 2, 3]

@@ -287,12 +287,15 @@ def cmd_xai_cell(args: argparse.Namespace) -> None:
                          batch_size=args.batch_size, robustness_images=args.robustness_images)
     result.update({"model": args.model, "train_set": args.train_set, "test_set": args.test_set})
     write_json(args.out, nan_to_none(result))
-    best = max(result["methods"], key=lambda m: result["methods"][m]["insertion_auc"]["mean"]
-               - result["methods"][m]["deletion_auc"]["mean"])
+    scored = {m: e for m, e in result["methods"].items() if not e["flat_maps"]}
+    best = max(scored, key=lambda m: scored[m]["insertion_auc"]["mean"] - scored[m]["deletion_auc"]["mean"],
+               default="none")
     fails = [m for m, e in result["methods"].items() if e["sanity"] == "fails"]
+    flat = sorted(set(result["methods"]) - set(scored))
     print(f"{len(result['methods'])} methods on {result['n_images']} images ({result['n_with_box']} with an "
           f"evidence box): most faithful by insertion - deletion: {best}; failing the sanity check: "
-          f"{', '.join(fails) or 'none'} -> {args.out} ({result['seconds']:.1f} s)")
+          f"{', '.join(fails) or 'none'}; flat maps, not scored: {', '.join(flat) or 'none'} -> {args.out} "
+          f"({result['seconds']:.1f} s)")
 
 
 def cmd_xai_report(args: argparse.Namespace) -> None:

@@ -16,6 +16,10 @@ from .bulk import explain_cell
 SANITY_THRESHOLD = 0.5  # mean rank correlation above which maps are "unchanged" by randomization
 
 
+SCORE_KEYS = ("deletion_auc", "insertion_auc", "deletion_curve", "insertion_curve", "confidence_drop", "road",
+              "pointing_game", "energy_in_box", "box_area_share", "face_share_real", "face_share_fake")
+
+
 def _flat(maps: np.ndarray) -> bool:
     return bool(np.all(maps.reshape(len(maps), -1).std(axis=1) < 1e-6))
 
@@ -49,20 +53,33 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
     face = Q.ellipse_mask(h, w)
 
     methods = sorted(cell["maps"])
+    # A flat map (e.g. a CAM from a 1 x 1 feature map) ranks no pixel above another: deleting
+    # "its" most salient pixels would only delete in raster order. It is reported, not scored.
+    flat = {m: _flat(cell["maps"][m][:n]) for m in methods}
+    scored = [m for m in methods if not flat[m]]
     random_model = _fresh_model(settings, seed, runner.device) if settings.get("arch") else None
     if random_model is None:
         random_model = Q.randomized_copy(model, seed=seed)
     random_layer = dict(random_model.named_modules())[_layer_name(model, layer)]
-    random_maps = explain_cell(model=random_model, target_layer=random_layer, images=images, methods=methods,
-                               targets="predicted", batch_size=batch_size, progress=False)["maps"]
+    random_maps = explain_cell(model=random_model, target_layer=random_layer, images=images, methods=scored,
+                               targets="predicted", batch_size=batch_size, progress=False)["maps"] if scored else {}
 
-    base = predict(images).gather(1, targets.view(-1, 1)).view(-1).cpu().numpy()  # the same for every method
+    # What does not depend on the map is predicted once for every method: the unperturbed images
+    # and both ends of the deletion and insertion curves.
+    ends = {mode: Q.curve_ends(predict, images, targets, mode, batch_size) for mode in ("deletion", "insertion")}
+    base = ends["deletion"][0]
     out: dict = {}
     for m in methods:
+        if flat[m]:
+            out[m] = {**{k: None for k in SCORE_KEYS}, f"confidence_keep{round(100 * keep)}": None,
+                      "flat_maps": True, "sanity": "undetermined (flat maps)"}
+            continue
         maps = cell["maps"][m][:n].astype(np.float32)
         tmaps = torch.from_numpy(maps)
-        deletion = Q.perturbation_curve(predict, images, tmaps, targets, steps, "deletion", batch_size)
-        insertion = Q.perturbation_curve(predict, images, tmaps, targets, steps, "insertion", batch_size)
+        deletion = Q.perturbation_curve(predict, images, tmaps, targets, steps, "deletion", batch_size,
+                                        ends["deletion"])
+        insertion = Q.perturbation_curve(predict, images, tmaps, targets, steps, "insertion", batch_size,
+                                         ends["insertion"])
         kept = Q.keep_top_confidence(predict, images, tmaps, targets, keep)
         entry = {
             "deletion_auc": Q.mean_ci(Q.curve_auc(deletion)),
@@ -71,7 +88,8 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
             "insertion_curve": insertion.mean(axis=0).tolist(),
             f"confidence_keep{round(100 * keep)}": Q.mean_ci(kept),
             "confidence_drop": Q.mean_ci(np.clip(base - kept, 0, None) / np.maximum(base, 1e-6)),
-            "road": Q.mean_ci(Q.road_scores(model, images, maps, targets.tolist(), road_percentiles))
+            "road": Q.mean_ci(Q.road_scores(predict, images, maps, targets.tolist(), road_percentiles,
+                                               batch_size))
             if road_percentiles else None,
             "pointing_game": Q.mean_ci(Q.pointing_game(maps[has_box], masks[has_box])) if has_box.any() else None,
             "energy_in_box": Q.mean_ci(Q.energy_inside(maps[has_box], masks[has_box])) if has_box.any() else None,
@@ -81,11 +99,11 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
             "face_share_fake": Q.mean_ci(Q.energy_inside(maps[labels == 1], np.broadcast_to(face, maps[labels == 1].shape)))
             if (labels == 1).any() else None,
         }
-        entry["flat_maps"] = _flat(maps)
+        entry["flat_maps"] = False
         rm = random_maps[m].astype(np.float32) if m in random_maps else None
         if rm is None:
             entry["sanity"] = "undetermined (no maps from the randomized model)"
-        elif entry["flat_maps"] or _flat(rm):
+        elif _flat(rm):
             entry["sanity"] = "undetermined (flat maps)"
         else:
             rho = Q.spearman(maps, rm)

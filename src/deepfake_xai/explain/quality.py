@@ -97,28 +97,54 @@ def blurred(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch
 
 
 def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
-                       steps: int, mode: str = "deletion", batch_size: int = 64) -> np.ndarray:
+                       steps: int, mode: str = "deletion", batch_size: int = 64,
+                       ends: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """P(target) as the most salient pixels are removed (deletion: replaced by zero, the dataset
     mean after normalization) or inserted into a blurred copy (insertion), in ``steps`` equal steps.
-    Returns (N, steps + 1), from 0% to 100% of the pixels."""
+    Returns (N, steps + 1), from 0% to 100% of the pixels.
+
+    The first and last steps do not depend on the map (nothing or everything replaced): pass them
+    as ``ends`` (see :func:`curve_ends`) to score several methods without predicting them again."""
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be deletion or insertion, not {mode!r}")
     n, _, h, w = images.shape
     order = _order(maps)
     start = images if mode == "deletion" else blurred(images)
     finish = torch.zeros_like(images) if mode == "deletion" else images
+    todo = range(1, steps) if ends is not None else range(steps + 1)
     variants = []
-    for s in range(steps + 1):
+    for s in todo:
         k = round(s * h * w / steps)
         keep_start = torch.ones(n, h * w, dtype=torch.bool, device=images.device)
         if k:
             keep_start.scatter_(1, order[:, :k], False)
         m = keep_start.view(n, 1, h, w)
         variants.append(torch.where(m, start, finish))
-    batch = torch.stack(variants, 1).flatten(0, 1)  # (N * (steps+1), 3, H, W), image-major
+    picked = np.empty((n, 0), dtype=np.float32)
+    if variants:
+        batch = torch.stack(variants, 1).flatten(0, 1)  # (N * len(todo), 3, H, W), image-major
+        picked = _target_probs(predict, batch, targets.long().repeat_interleave(len(variants)), batch_size)
+        picked = picked.reshape(n, len(variants))
+    if ends is not None:
+        first, last = (np.asarray(e, dtype=np.float32).reshape(n, 1) for e in ends)
+        picked = np.concatenate([first, picked, last], axis=1)
+    return picked
+
+
+def curve_ends(predict: Predict, images: torch.Tensor, targets: torch.Tensor, mode: str,
+               batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """P(target) at 0% and 100% of a deletion or insertion curve: the same for every map."""
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode must be deletion or insertion, not {mode!r}")
+    start = images if mode == "deletion" else blurred(images)
+    finish = torch.zeros_like(images) if mode == "deletion" else images
+    probs = _target_probs(predict, torch.cat([start, finish]), targets.long().repeat(2), batch_size)
+    return probs[:len(images)], probs[len(images):]
+
+
+def _target_probs(predict: Predict, batch: torch.Tensor, targets: torch.Tensor, batch_size: int) -> np.ndarray:
     probs = torch.cat([predict(batch[i:i + batch_size]) for i in range(0, len(batch), batch_size)])
-    picked = probs.gather(1, targets.long().repeat_interleave(steps + 1).view(-1, 1).to(probs.device))
-    return picked.view(n, steps + 1).float().cpu().numpy()
+    return probs.gather(1, targets.view(-1, 1).to(probs.device)).view(-1).float().cpu().numpy()
 
 
 def curve_auc(curve: np.ndarray) -> np.ndarray:
@@ -134,20 +160,36 @@ def keep_top_confidence(predict: Predict, images: torch.Tensor, maps: torch.Tens
     k = max(1, round(keep * h * w))
     m = torch.zeros(n, h * w, dtype=torch.bool, device=images.device)
     m.scatter_(1, _order(maps)[:, :k], True)
-    probs = predict(torch.where(m.view(n, 1, h, w), images, torch.zeros_like(images)))
-    return probs.gather(1, targets.long().view(-1, 1).to(probs.device)).view(-1).float().cpu().numpy()
+    return _target_probs(predict, torch.where(m.view(n, 1, h, w), images, torch.zeros_like(images)),
+                         targets.long(), n)
 
 
-def road_scores(model: torch.nn.Module, images: torch.Tensor, maps: np.ndarray, targets: Sequence[int],
-                percentiles: Sequence[int]) -> np.ndarray:
-    """pytorch-grad-cam's ROADCombined: (LeRF - MoRF) / 2 of the target's softmax, averaged over
-    ``percentiles``; higher means removing what the map calls important hurts more."""
-    from pytorch_grad_cam.metrics.road import ROADCombined
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+def road_scores(predict: Predict, images: torch.Tensor, maps: np.ndarray, targets: Sequence[int],
+                percentiles: Sequence[int], batch_size: int = 64) -> np.ndarray:
+    """ROAD combined (Rong et al. 2022) exactly as pytorch-grad-cam's ROADCombined computes it:
+    (LeRF - MoRF) / 2 of the target's softmax, averaged over ``percentiles``; higher means removing
+    what the map calls important hurts more.
 
-    metric = ROADCombined(percentiles=list(percentiles))
-    tg = [ClassifierOutputSoftmaxTarget(int(t)) for t in targets]
-    return np.asarray(metric(images, maps.astype(np.float32), tg, model), dtype=float).reshape(-1)
+    pytorch-grad-cam's own perturbations (noisy linear imputation) are used in its order, so the
+    random noise and the scores are the same; but the unperturbed prediction, which cancels in the
+    difference, is not computed four times per percentile, and all perturbed images of a method go
+    through the model in batches.
+    """
+    from pytorch_grad_cam.metrics.road import (NoisyLinearImputer, RemoveLeastRelevantFirst,
+                                               RemoveMostRelevantFirst)
+
+    maps = maps.astype(np.float32)
+    cpu = images.detach().cpu()
+    perturbed = []
+    for removal in (RemoveLeastRelevantFirst, RemoveMostRelevantFirst):  # ROADCombined's order
+        for p in percentiles:
+            perturb = removal(p, NoisyLinearImputer())
+            perturbed += [perturb(cpu[i], torch.from_numpy(maps[i])) for i in range(len(cpu))]
+    batch = torch.stack(perturbed).to(images.device)
+    n, k = len(images), len(percentiles)
+    tg = torch.as_tensor(list(targets)).long().repeat(2 * k)
+    probs = _target_probs(predict, batch, tg, batch_size).reshape(2, k, n)
+    return ((probs[0] - probs[1]) / 2).mean(axis=0).astype(float)
 
 
 # ---------------------------------------------------------------- sanity check

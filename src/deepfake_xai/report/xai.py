@@ -105,7 +105,8 @@ def ranking_markdown(rows: list[dict], cells: list[dict]) -> str:
              "deletion AUC (higher is better). Sanity: maps of the trained model vs the same "
              f"architecture with random weights; a method whose maps keep a rank correlation of "
              f"{cells[0]['sanity_threshold'] if cells else 0.5} or more is flagged as failing "
-             "(Adebayo et al. 2018).", "",
+             "(Adebayo et al. 2018). Flat maps (every pixel equal, e.g. a CAM from a 1 x 1 feature "
+             "map) rank nothing and are not scored.", "",
              "| method | faithfulness rank | localization rank | " + " | ".join(lbl for _, lbl, _ in SCORES)
              + " | sanity (fails/passes/undetermined cells) | trained-vs-random rank corr. |",
              "|---|---|---|" + "---|" * len(SCORES) + "---|---|"]
@@ -126,6 +127,9 @@ def ranking_markdown(rows: list[dict], cells: list[dict]) -> str:
             e = c["methods"].get(m)
             if not e:
                 parts.append("n/a")
+                continue
+            if e.get("flat_maps"):
+                parts.append("flat maps")
                 continue
             en = e.get("energy_in_box")
             faith = e["insertion_auc"]["mean"] - e["deletion_auc"]["mean"]
