@@ -13,17 +13,20 @@ rule cache:
         dataset=DATASET,
         resize=lambda wc: cache_params(wc)["resize"],
         center_crop=lambda wc: cache_params(wc)["center_crop"],
+        jpeg_device=COMPUTE["cache_jpeg_device"] or "none",
     log:
         f"{LOGS}/cache/{{cache}}.log",
     benchmark:
         f"{BENCH}/cache/{{cache}}.tsv"
     threads: COMPUTE["cache_workers"]
+    resources:
+        gpu=1 if str(COMPUTE["cache_jpeg_device"]).startswith("cuda") else 0,
     conda:
         "../../environment.yml"
     shell:
         "{params.py} workflow/scripts/cache.py --manifest {input.manifest:q} --dataset {params.dataset:q} "
         "--root {input.root:q} --out {output.npy:q} --index {output.index:q} --resize {params.resize} "
-        "--center-crop {params.center_crop} --workers {threads} > {log:q} 2>&1"
+        "--center-crop {params.center_crop} --workers {threads} --jpeg-device {params.jpeg_device:q} > {log:q} 2>&1"
 
 
 rule train:

@@ -121,6 +121,7 @@ def build(config: dict, configs: list[str]) -> dict:
                                  if xai_cells)
     compute = dict(config["compute"])
     compute["device"] = compute["device"] or "auto"
+    compute["cache_jpeg_device"] = compute.get("cache_jpeg_device") or "none"
     n = compute["gpus_per_job"]
     compute["launcher"] = "python" if n <= 1 else f"torchrun --standalone --nproc_per_node {n}"
     return {

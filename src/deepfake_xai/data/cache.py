@@ -12,12 +12,19 @@ Preprocessing: the shorter side is resized to ``resize`` (``None`` keeps the nat
 then the center ``center_crop`` square is cut; an image smaller than that is upscaled first.
 Note that resizing (in particular downscaling) weakens the high-frequency traces (upsampling
 checkerboards, noise residuals) that synthetic-image detectors rely on: prefer cropping.
+
+Decoding: PIL in ``workers`` processes by default. With ``jpeg_device`` set, RGB and grayscale
+JPEGs are decoded in batches by torchvision instead (``"cuda"``: nvJPEG on the GPU, about 8,100
+images/s on an H100 against 754 for PIL in 16 processes; ``"cpu"``: libjpeg-turbo), resized and
+cropped on that device; every other file still goes through PIL. The two decoders differ by a few
+grey levels at most (IDCT and resampling rounding), so a cache records which one built it.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -27,17 +34,77 @@ from ..io import atomic_path
 from .images import load_rgb
 
 
+def resized_size(w: int, h: int, resize: int | None, center_crop: int) -> tuple[int, int]:
+    """(width, height) after resizing the shorter side to ``resize`` (never below the crop)."""
+    target = max(resize if resize is not None else min(w, h), center_crop)
+    if min(w, h) == target:
+        return w, h
+    f = target / min(w, h)
+    return max(target, round(w * f)), max(target, round(h * f))
+
+
 def preprocess(img: Image.Image, resize: int | None, center_crop: int) -> np.ndarray:
     """Resize the shorter side to ``resize`` (if set), then center-crop ``center_crop`` pixels."""
+    size = resized_size(*img.size, resize, center_crop)
+    if size != img.size:
+        img = img.resize(size, Image.Resampling.BICUBIC)
     w, h = img.size
-    target = resize if resize is not None else min(w, h)
-    target = max(target, center_crop)
-    if min(w, h) != target:
-        f = target / min(w, h)
-        img = img.resize((max(target, round(w * f)), max(target, round(h * f))), Image.Resampling.BICUBIC)
-        w, h = img.size
     left, top = (w - center_crop) // 2, (h - center_crop) // 2
     return np.asarray(img.crop((left, top, left + center_crop, top + center_crop)), dtype=np.uint8)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _torch_preprocess(img, resize: int | None, center_crop: int):
+    """:func:`preprocess` for a decoded (3, H, W) uint8 tensor, on its device: bicubic with
+    antialiasing (PIL's filter), rounded back to uint8, then the same center crop."""
+    import torch
+    import torch.nn.functional as F
+
+    h, w = img.shape[-2:]
+    nw, nh = resized_size(w, h, resize, center_crop)
+    if (nw, nh) != (w, h):
+        img = F.interpolate(img[None].float(), size=(nh, nw), mode="bicubic", antialias=True,
+                            align_corners=False)[0].round_().clamp_(0, 255).to(torch.uint8)
+    left, top = (nw - center_crop) // 2, (nh - center_crop) // 2
+    return img[:, top:top + center_crop, left:left + center_crop].permute(1, 2, 0)
+
+
+def _torchvision_jpegs(paths: list[str], resize: int | None, center_crop: int, device: str,
+                       batch: int = 64, readers: int = 8) -> Iterator[np.ndarray]:
+    """Decode JPEGs in batches with torchvision on ``device``; files are read by threads while the
+    previous batch decodes. A batch the decoder rejects is decoded image by image through PIL,
+    which names the bad file."""
+    import torch
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    dev = torch.device(device)
+    chunks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
+    with ThreadPoolExecutor(readers) as pool:
+        pending = pool.submit(lambda c: list(map(_read, c)), chunks[0]) if chunks else None
+        for k, chunk in enumerate(chunks):
+            data = pending.result()
+            if k + 1 < len(chunks):
+                pending = pool.submit(lambda c: list(map(_read, c)), chunks[k + 1])
+            try:
+                tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in data]
+                decoded = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=dev)
+                crops = torch.stack([_torch_preprocess(img, resize, center_crop) for img in decoded])
+                yield from crops.cpu().numpy()
+            except RuntimeError:
+                for path in chunk:
+                    yield _decode((path, resize, center_crop))
+
+
+def _pil_images(jobs: list[tuple[str, int | None, int]], workers: int) -> Iterator[np.ndarray]:
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            yield from pool.map(_decode, jobs, chunksize=32)
+    else:
+        yield from map(_decode, jobs)
 
 
 def _decode(args: tuple[str, int | None, int]) -> np.ndarray:
@@ -61,30 +128,40 @@ def build_cache(
     center_crop: int,
     workers: int = 1,
     progress: bool = True,
+    jpeg_device: str | None = None,
 ) -> int:
-    """Decode every manifest image into the cache; return the number of images."""
+    """Decode every manifest image into the cache; return the number of images.
+
+    ``jpeg_device`` (``"cuda"``, ``"cpu"``): decode the RGB and grayscale JPEGs with torchvision
+    on that device (see the module's docstring); ``None``: PIL for every file.
+    """
     from tqdm import tqdm
 
     root = Path(root)
     n = len(manifest)
-    jobs = [(str(root / p), resize, center_crop) for p in manifest["path"]]
+    paths = [str(root / p) for p in manifest["path"]]
+    on_device = np.zeros(n, dtype=bool)
+    if jpeg_device:
+        if not {"format", "mode"} <= set(manifest.columns):
+            raise ValueError("jpeg_device needs the manifest's format and mode columns: rebuild the manifest")
+        on_device = (manifest["format"].to_numpy() == "JPEG") & np.isin(manifest["mode"].to_numpy(), ["RGB", "L"])
     with atomic_path(out_npy, suffix=".npy") as tmp_npy:
         arr = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.uint8,
                                         shape=(n, center_crop, center_crop, 3))
         bar = tqdm(total=n, desc=f"cache {Path(out_npy).stem}", unit="img", disable=not progress)
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for i, img in enumerate(pool.map(_decode, jobs, chunksize=32)):
-                    arr[i] = img
-                    bar.update()
-        else:
-            for i, job in enumerate(jobs):
-                arr[i] = _decode(job)
+        dev_rows, pil_rows = np.flatnonzero(on_device), np.flatnonzero(~on_device)
+        for rows, images in (
+            (dev_rows, _torchvision_jpegs([paths[i] for i in dev_rows], resize, center_crop, jpeg_device or "cpu")),
+            (pil_rows, _pil_images([(paths[i], resize, center_crop) for i in pil_rows], workers)),
+        ):
+            for i, img in zip(rows, images):
+                arr[i] = img
                 bar.update()
         bar.close()
         arr.flush()
         del arr
-        index = pd.DataFrame({"image_id": manifest["image_id"].to_numpy(), "row": np.arange(n)})
+        decoder = np.where(on_device, f"torchvision-{jpeg_device}", "pil")
+        index = pd.DataFrame({"image_id": manifest["image_id"].to_numpy(), "row": np.arange(n), "decoder": decoder})
         with atomic_path(out_index, suffix=".parquet") as tmp_idx:
             index.to_parquet(tmp_idx, index=False)
     return n

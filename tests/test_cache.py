@@ -1,0 +1,64 @@
+"""The image cache's torchvision JPEG path (nvJPEG on a GPU) against the PIL path it replaces.
+
+Run here on the CPU (torchvision's libjpeg-turbo decoder): the same batching, routing, resizing and
+fallback code as on CUDA; only the decode device differs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from deepfake_xai.data.cache import ImageCache, build_cache
+from deepfake_xai.data.images import inspect_image
+
+# (width, height, PIL mode, format): RGB and grayscale JPEGs go to torchvision, the rest to PIL.
+FILES = [(200, 160, "RGB", "JPEG"), (160, 200, "RGB", "JPEG"), (120, 120, "L", "JPEG"),
+         (180, 150, "CMYK", "JPEG"), (96, 96, "RGB", "PNG"), (64, 80, "RGB", "JPEG")]
+
+
+def photo_like(w: int, h: int, seed: int) -> np.ndarray:
+    """Gradients, a texture and sensor-like noise: enough detail for resampling to matter."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 / w, yy * 255 / h, ((xx + yy) % 64) * 4], -1) + rng.normal(0, 12, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def jpeg_folder(tmp_path):
+    rows = []
+    for i, (w, h, mode, fmt) in enumerate(FILES):
+        path = tmp_path / f"{i}.{'jpg' if fmt == 'JPEG' else 'png'}"
+        Image.fromarray(photo_like(w, h, i)).convert(mode).save(path, format=fmt, quality=90)
+        rows.append({"image_id": f"img{i}", "path": path.name, **inspect_image(path)})
+    return tmp_path, pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("resize,crop", [(None, 64), (96, 64), (256, 224)])
+def test_torchvision_jpeg_path_matches_pil(jpeg_folder, resize, crop):
+    root, manifest = jpeg_folder
+    pil = root / "pil.npy"
+    tv = root / "tv.npy"
+    build_cache(manifest, root, pil, root / "pil.parquet", resize=resize, center_crop=crop, progress=False)
+    build_cache(manifest, root, tv, root / "tv.parquet", resize=resize, center_crop=crop, progress=False,
+                jpeg_device="cpu")
+    a, b = np.load(pil).astype(int), np.load(tv).astype(int)
+    assert a.shape == b.shape == (len(FILES), crop, crop, 3)
+    diff = np.abs(a - b).reshape(len(FILES), -1)
+    if resize is None:  # no resampling: the same libjpeg-turbo decode, bit for bit
+        assert diff.max() == 0
+    else:  # PIL's bicubic vs torch's antialiased bicubic: rounding differences only
+        assert diff.mean(axis=1).max() < 0.5 and diff.max() <= 6
+    index = pd.read_parquet(root / "tv.parquet")
+    assert index["decoder"].tolist() == ["torchvision-cpu"] * 3 + ["pil", "pil", "torchvision-cpu"]
+    cache = ImageCache(tv, root / "tv.parquet")  # images land in manifest order whatever decoded them
+    assert np.array_equal(cache.read(cache.rows_for(["img4"]))[0], np.load(pil)[4])
+
+
+def test_a_file_torchvision_rejects_is_named(jpeg_folder):
+    root, manifest = jpeg_folder
+    (root / "0.jpg").write_bytes(b"not a jpeg at all" * 10)  # listed as an RGB JPEG by the manifest
+    with pytest.raises(RuntimeError, match=r"cannot decode .*0\.jpg"):
+        build_cache(manifest, root, root / "c.npy", root / "c.parquet", resize=None, center_crop=64,
+                    progress=False, jpeg_device="cpu")
+    assert not (root / "c.npy").exists() and not (root / "c.parquet").exists()
