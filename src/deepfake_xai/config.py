@@ -10,7 +10,7 @@ from itertools import product
 from typing import Iterable
 
 from .data.layout import PLATFORM_PARTS
-from .models import REGISTRY, info
+from .registry import REGISTRY, info
 
 TEST_PARTS = PLATFORM_PARTS  # test sets that are inferred; "combined" is pooled from them
 # Keys that shape the cached images; models sharing them share one cache.

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from deepfake_xai import config as dxcfg
-from deepfake_xai.models import UnknownModelError, check_arch
+from deepfake_xai.registry import UnknownModelError, check_arch
 
 # Fails before any job runs, naming the key and the value; fills in the schema's defaults.
 def _validate_config() -> None:
