@@ -406,7 +406,9 @@ def train(
         else:
             print(f"ignoring {ckpt_path}: written for other settings", flush=True)
 
-    val_batches = Batches(cache, va_cache_rows, va_labels, int(settings.get("eval_batch_size", 2 * bs)),
+    from .evaluate import inference_batch_size
+
+    val_batches = Batches(cache, va_cache_rows, va_labels, inference_batch_size(settings),
                           prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
     seen_ids: list[str] = []
     t_start = time.time()
