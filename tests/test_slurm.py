@@ -147,7 +147,10 @@ def test_profile_requests_gpus_for_gpu_rules_only():
 
     rules = "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))
     blocks = {m.group(1): m.group(2) for m in re.finditer(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", rules, re.M | re.S)}
-    assert {name for name, body in blocks.items() if re.search(r"^\s+gpu=", body, re.M)} == set(GPU_RULES)
+    assert {name for name, body in blocks.items() if re.search(r"^\s+gpu=", body, re.M)} == {*GPU_RULES, "cache"}
+    # the cache asks for a GPU only to decode JPEGs on it, and then goes to the GPU partition
+    assert re.search(r"^\s+gpu=1 if .*cache_jpeg_device.* else 0", blocks["cache"], re.M)
+    assert profile["set-resources"]["cache"]["slurm_partition"] == profile["set-resources"]["train"]["slurm_partition"]
 
 
 def _test_profile(dst: Path) -> Path:
