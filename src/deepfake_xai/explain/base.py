@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -41,6 +42,22 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
     return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+@contextmanager
+def frozen_parameters(model: nn.Module):
+    """Parameters not requiring gradients for the duration: no method needs dS/dW, and without it
+    autograd records nothing before the target layer when only dS/dA is asked for (the input does
+    not require gradients and the layer's output is cut into a new leaf), so the backbone's forward
+    keeps no graph. Restores each parameter's flag afterwards."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 @dataclass
@@ -84,7 +101,7 @@ class Context:
         handle = target_layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
         try:
             model.eval()
-            with torch.set_grad_enabled(need_gradients or need_input_grad):
+            with torch.set_grad_enabled(need_gradients or need_input_grad), frozen_parameters(model):
                 x = images.detach().clone().requires_grad_(need_input_grad)
                 if need_gradients and not need_input_grad:
                     # make the target layer's output a leaf of the graph: nothing before it is kept
