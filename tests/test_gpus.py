@@ -36,6 +36,18 @@ def test_scheduler_choice_wins_and_one_gpu_needs_nothing(tmp_path):
     assert gpus.assign_visible_device(env) is None and "CUDA_VISIBLE_DEVICES" not in env
 
 
+def test_only_commands_that_may_use_a_gpu_claim_a_slot():
+    from deepfake_xai.cli import build_parser, wants_gpu
+
+    cache = ["cache", "--manifest", "m", "--dataset", "d", "--root", "r", "--out", "o", "--index", "i",
+             "--center-crop", "32"]
+    assert not wants_gpu(build_parser().parse_args(cache))  # PIL decoding
+    assert not wants_gpu(build_parser().parse_args([*cache, "--jpeg-device", "cpu"]))
+    assert wants_gpu(build_parser().parse_args([*cache, "--jpeg-device", "cuda"]))
+    metrics = ["metrics", "--predictions", "p", "--out", "o"]
+    assert not wants_gpu(build_parser().parse_args(metrics))
+
+
 SNAKEFILE = """
 rule all:
     input: expand("out/{i}.json", i=range(6))

@@ -615,10 +615,18 @@ def build_parser() -> argparse.ArgumentParser:
 GPU_COMMANDS = {"train", "predict", "explain-cell", "actmax", "xai-cell", "explain", "cache"}
 
 
+def wants_gpu(args: argparse.Namespace) -> bool:
+    """Whether this command may use a GPU: a GPU command on device auto or cuda; the cache only
+    when it decodes JPEGs on CUDA (PIL decoding needs no GPU slot)."""
+    if args.command not in GPU_COMMANDS:
+        return False
+    device = args.jpeg_device if args.command == "cache" else getattr(args, "device", "auto")
+    return device is not None and (device == "auto" or str(device).startswith("cuda"))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    device = getattr(args, "jpeg_device", None) or getattr(args, "device", "auto")
-    if args.command in GPU_COMMANDS and device in ("auto", "cuda"):
+    if wants_gpu(args):
         from .gpus import assign_visible_device
 
         slot = assign_visible_device()
