@@ -84,11 +84,10 @@ def _torchvision_jpegs(paths: list[str], resize: int | None, center_crop: int, d
     dev = torch.device(device)
     chunks = [paths[i:i + batch] for i in range(0, len(paths), batch)]
     with ThreadPoolExecutor(readers) as pool:
-        pending = pool.submit(lambda c: list(map(_read, c)), chunks[0]) if chunks else None
+        pending = [pool.submit(_read, p) for p in chunks[0]] if chunks else []
         for k, chunk in enumerate(chunks):
-            data = pending.result()
-            if k + 1 < len(chunks):
-                pending = pool.submit(lambda c: list(map(_read, c)), chunks[k + 1])
+            data = [f.result() for f in pending]
+            pending = [pool.submit(_read, p) for p in chunks[k + 1]] if k + 1 < len(chunks) else []
             try:
                 tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in data]
                 decoded = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=dev)
