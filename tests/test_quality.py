@@ -24,6 +24,8 @@ def test_box_mask_and_crop_geometry():
     # resize 1024 -> 256 keeps normalized coordinates; a box outside the crop is None
     assert Q.box_in_crop((0.0, 0.0, 0.5, 0.5), 1024, 1024, 256, 256, 256) == (0.0, 0.0, 128.0, 128.0)
     assert Q.box_in_crop((0.0, 0.0, 0.1, 0.1), 64, 64, None, 64, 32) is None
+    # an image smaller than the crop is upscaled by the cache (48 -> 64): the box scales with it
+    assert Q.box_in_crop((0.5, 0.5, 0.75, 0.75), 48, 48, None, 64, 64) == (32.0, 32.0, 48.0, 48.0)
     assert Q.box_in_crop((np.nan,) * 4, 64, 64, None, 64, 32) is None
 
 

@@ -30,14 +30,16 @@ Predict = Callable[[torch.Tensor], torch.Tensor]  # normalized images (B, 3, H, 
 def box_in_crop(box: Sequence[float], width: int, height: int, resize: int | None, center_crop: int,
                 image_size: int) -> tuple[float, float, float, float] | None:
     """A normalized (x0, y0, x1, y1) box of the original image in pixel coordinates of the model's
-    input: the cache's resize (shorter side) and center crop, then the evaluation center crop.
+    input: the cache's resize and center crop (the cache's own geometry, including its upscaling of
+    images smaller than the crop), then the evaluation center crop.
     None when the box is empty or falls outside the crop."""
+    from ..data.cache import resized_size
+
     if any(not np.isfinite(v) for v in box):
         return None
-    scale = 1.0 if resize is None else resize / min(width, height)
-    w, h = width * scale, height * scale
-    off_x = (w - center_crop) / 2 + (center_crop - image_size) / 2
-    off_y = (h - center_crop) / 2 + (center_crop - image_size) / 2
+    w, h = resized_size(width, height, resize, center_crop)
+    off_x = (w - center_crop) // 2 + (center_crop - image_size) // 2
+    off_y = (h - center_crop) // 2 + (center_crop - image_size) // 2
     x0, y0 = box[0] * w - off_x, box[1] * h - off_y
     x1, y1 = box[2] * w - off_x, box[3] * h - off_y
     x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(image_size), x1), min(float(image_size), y1)
