@@ -98,6 +98,16 @@ def blurred(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch
     return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
+def _curve_images(images: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a curve starts from and ends at: the images and zeros (deletion), or a blurred copy and
+    the images (insertion)."""
+    if mode == "deletion":
+        return images, torch.zeros_like(images)
+    if mode == "insertion":
+        return blurred(images), images
+    raise ValueError(f"mode must be deletion or insertion, not {mode!r}")
+
+
 def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
                        steps: int, mode: str = "deletion", batch_size: int = 64,
                        ends: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
@@ -107,12 +117,9 @@ def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tenso
 
     The first and last steps do not depend on the map (nothing or everything replaced): pass them
     as ``ends`` (see :func:`curve_ends`) to score several methods without predicting them again."""
-    if mode not in ("deletion", "insertion"):
-        raise ValueError(f"mode must be deletion or insertion, not {mode!r}")
     n, _, h, w = images.shape
     order = _order(maps)
-    start = images if mode == "deletion" else blurred(images)
-    finish = torch.zeros_like(images) if mode == "deletion" else images
+    start, finish = _curve_images(images, mode)
     todo = range(1, steps) if ends is not None else range(steps + 1)
     variants = []
     for s in todo:
@@ -136,10 +143,7 @@ def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tenso
 def curve_ends(predict: Predict, images: torch.Tensor, targets: torch.Tensor, mode: str,
                batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """P(target) at 0% and 100% of a deletion or insertion curve: the same for every map."""
-    if mode not in ("deletion", "insertion"):
-        raise ValueError(f"mode must be deletion or insertion, not {mode!r}")
-    start = images if mode == "deletion" else blurred(images)
-    finish = torch.zeros_like(images) if mode == "deletion" else images
+    start, finish = _curve_images(images, mode)
     probs = _target_probs(predict, torch.cat([start, finish]), targets.long().repeat(2), batch_size)
     return probs[:len(images)], probs[len(images):]
 
