@@ -8,7 +8,6 @@ optionally, with torch.compile. Prints the figures last.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -17,26 +16,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import device_of, parser
 from deepfake_xai.models import create_model
-from deepfake_xai.train import Batches, Runner, pick_device
+from deepfake_xai.train import Batches, Runner
 from train_throughput import make_cache
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="mnasnet_100")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=128)
+    p = parser(__doc__, model="mnasnet_100", size=64, batch=128)
     p.add_argument("--images", type=int, default=1024)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--loader-workers", type=int, default=4)
     p.add_argument("--compile", action="store_true", help="also time torch.compile (CUDA only)")
-    p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
-    dev = pick_device(args.device)
-    if dev.type == "cpu":
-        torch.set_num_threads(args.threads)
+    dev = device_of(args)
     settings = {"image_size": args.size, "amp": True, "channels_last": True}
     figures = {"model": args.model, "size": args.size, "batch": args.batch, "device": str(dev),
                "card": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"}

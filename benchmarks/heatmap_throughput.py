@@ -11,16 +11,15 @@ difference between the two maps last.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import torch
 
+from common import device_of, parser
 from deepfake_xai.explain import get_method
 from deepfake_xai.models import REGISTRY, create_model, get_module
-from deepfake_xai.train import pick_device
 
 
 def timed(fn, repeats: int, cuda: bool) -> tuple[float, object]:
@@ -36,18 +35,11 @@ def timed(fn, repeats: int, cuda: bool) -> tuple[float, object]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="efficientnet_b0")
-    p.add_argument("--size", type=int, default=64)
-    p.add_argument("--batch", type=int, default=16)
+    p = parser(__doc__, model="efficientnet_b0", size=64, batch=16)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--amp", action="store_true", help="bulk forward in bf16 + channels_last (CUDA)")
-    p.add_argument("--json")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    dev = pick_device(args.device)
+    dev = device_of(args)
     cuda = dev.type == "cuda"
     torch.manual_seed(0)
     model = create_model(args.model).to(dev).eval()

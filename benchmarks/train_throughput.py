@@ -10,7 +10,6 @@ Both paths run the same model, optimizer and on-device crop/flip/normalize code 
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -21,9 +20,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from common import device_of, parser
 from deepfake_xai.data.cache import ImageCache
 from deepfake_xai.models import create_model
-from deepfake_xai.train import Batches, Runner, make_optimizer, pick_device
+from deepfake_xai.train import Batches, Runner, make_optimizer
 
 
 def make_cache(folder: Path, n: int, side: int, seed: int = 0) -> ImageCache:
@@ -81,23 +81,16 @@ class InMemory:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--model", default="mnasnet_100")
-    p.add_argument("--size", type=int, default=64, help="model input side")
+    p = parser(__doc__, model="mnasnet_100", size=64, batch=32)
     p.add_argument("--cached", type=int, default=None, help="cached image side (default size + 8)")
-    p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--images", type=int, default=1024)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--loader-workers", type=int, default=4)
     p.add_argument("--rounds", type=int, default=2, help="alternating timed rounds per feeder (best kept)")
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--json", help="also write the figures here")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    device = device_of(args)
     cached = args.cached or args.size + 8
     settings = {"image_size": args.size, "amp": True, "channels_last": True, "compile": args.compile,
                 "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw"}
