@@ -15,9 +15,10 @@
 #
 # Wheels (built on the development machine; the GPU image has Python 3.12):
 #   pip wheel --no-deps grad-cam ttach -w .whl
-#   pip download snakemake==<version here> --only-binary=:all: --python-version 3.12 \
-#       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --implementation cp -d .whl/py312
-#   (plus `pip wheel --no-deps -w .whl/py312` for any dependency published only as an sdist)
+#   pip wheel --no-deps connection_pool -w .whl/py312     (published only as an sdist)
+#   pip download snakemake==9.27.1 --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+#       --find-links .whl/py312 -d .whl/py312
 set -euo pipefail
 OUT=${OUT:-$(mktemp -d)}
 PY=${PY:-python3}
