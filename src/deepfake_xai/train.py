@@ -30,6 +30,7 @@ from PIL import Image
 
 from . import models as dxmodels
 from .data.cache import ImageCache
+from .evaluate import inference_batch_size
 from .io import atomic_path, write_csv, write_json
 from .sets import select
 
@@ -405,8 +406,6 @@ def train(
             print(f"resuming from {ckpt_path} after epoch {resumed_from}", flush=True)
         else:
             print(f"ignoring {ckpt_path}: written for other settings", flush=True)
-
-    from .evaluate import inference_batch_size
 
     val_batches = Batches(cache, va_cache_rows, va_labels, inference_batch_size(settings),
                           prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
