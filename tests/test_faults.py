@@ -157,24 +157,33 @@ def _same_bytes(a: Path, b: Path) -> bool:
     return a.read_bytes() == b.read_bytes()
 
 
-def _killed_runs_never_leave_a_partial_file(cmd, outputs, reference, delays, check_complete, same=_same_bytes):
-    """Kill ``cmd`` after each delay; every output is then absent or complete; finally a full run
-    writes what the reference run wrote."""
+def _killed_runs_never_leave_a_partial_file(cmd, outputs, reference, ref_seconds, check_complete,
+                                            same=_same_bytes, fractions=(0.2, 0.4, 0.6, 0.8, 0.95)):
+    """Kill ``cmd`` at fractions of the reference run's wall time (so the kills land inside the run on a
+    fast or a slow machine alike); every output is then absent or complete; finally a full run writes
+    what the reference run wrote."""
     killed = 0
-    for d in delays:
+    for f in fractions:
         for o in outputs:
             Path(o).unlink(missing_ok=True)
-        rc = _kill_at(cmd, d)
+        rc = _kill_at(cmd, f * ref_seconds)
         killed += rc == -signal.SIGKILL
         for o in outputs:
             if Path(o).exists():
                 check_complete(Path(o))
-    assert killed >= 1, "every run finished before the kill: nothing was tested"
+    assert killed >= 1, f"every run finished before the kill (reference run {ref_seconds:.2f} s): nothing was tested"
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     for o, ref in zip(outputs, reference):
         check_complete(Path(o))
         assert same(Path(o), Path(ref))
     return killed
+
+
+def _timed_run(cmd: list[str]) -> float:
+    """Run ``cmd`` to completion (it must succeed) and return its wall time in seconds."""
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    return time.perf_counter() - t0
 
 
 def test_kill_during_manifest_and_cache_writing(synth_root, tmp_path):
@@ -187,10 +196,10 @@ def test_kill_during_manifest_and_cache_writing(synth_root, tmp_path):
                      "--rejected", str(d / "rejected.parquet"), "--summary", str(d / "summary.csv"),
                      "--config-json", '{"verify": true}']
 
-    subprocess.run(manifest_cmd(ref), check=True, capture_output=True)
+    seconds = _timed_run(manifest_cmd(ref))
     n_rows = len(pd.read_parquet(ref / "manifest.parquet"))
     killed = _killed_runs_never_leave_a_partial_file(
-        manifest_cmd(out), [out / "manifest.parquet"], [ref / "manifest.parquet"], [0.3, 0.8, 1.3, 1.8],
+        manifest_cmd(out), [out / "manifest.parquet"], [ref / "manifest.parquet"], seconds,
         lambda p: (len(pd.read_parquet(p)) == n_rows) or pytest.fail(f"{p} is incomplete"))
 
     def cache_cmd(d):
@@ -198,7 +207,7 @@ def test_kill_during_manifest_and_cache_writing(synth_root, tmp_path):
                      str(synth_root), "--out", str(d / "c.npy"), "--index", str(d / "c.parquet"),
                      "--resize", "none", "--center-crop", "32", "--workers", "1"]
 
-    subprocess.run(cache_cmd(ref), check=True, capture_output=True)
+    seconds = _timed_run(cache_cmd(ref))
 
     def cache_complete(p: Path):
         if p.suffix == ".npy":
@@ -208,7 +217,7 @@ def test_kill_during_manifest_and_cache_writing(synth_root, tmp_path):
 
     killed += _killed_runs_never_leave_a_partial_file(
         cache_cmd(out), [out / "c.npy", out / "c.parquet"], [ref / "c.npy", ref / "c.parquet"],
-        [0.5, 1.0, 1.5, 2.0], cache_complete)
+        seconds, cache_complete)
     print(f"{killed} kills survived")
 
 
@@ -233,7 +242,7 @@ def test_kill_during_heatmap_writing(prepared, tmp_path):
                 prepared["dataset"], "--predictions", str(tmp_path / "pred.parquet"), "--n-images", "8",
                 "--panels", "0", "--out", str(out), "--panels-dir", str(tmp_path / "panels"), "--device", "cpu"]
 
-    subprocess.run(cmd(tmp_path / "ref.npz"), check=True, capture_output=True, timeout=300)
+    seconds = _timed_run(cmd(tmp_path / "ref.npz"))
     ref = read_maps(tmp_path / "ref.npz")
 
     def complete(p: Path):
@@ -246,8 +255,8 @@ def test_kill_during_heatmap_writing(prepared, tmp_path):
                 and all(np.array_equal(x["maps"][m], y["maps"][m]) for m in y["maps"]))
 
     out = tmp_path / "maps.npz"
-    _killed_runs_never_leave_a_partial_file(cmd(out), [out], [tmp_path / "ref.npz"], [2.0, 4.0, 6.0], complete,
-                                            same_maps)
+    _killed_runs_never_leave_a_partial_file(cmd(out), [out], [tmp_path / "ref.npz"], seconds, complete,
+                                            same_maps, fractions=(0.3, 0.6, 0.9))
 
 
 def test_killed_snakemake_rerun_gives_the_uninterrupted_results(tmp_path):
