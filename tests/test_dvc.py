@@ -27,7 +27,9 @@ def sh(wd: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def dvc_repo(wd: Path) -> Path:
+def dvc_repo(wd: Path, edit=lambda cfg: None) -> Path:
+    """The workflow in a fresh git repository with params.yaml for the cut tiny config (``edit`` may
+    change it further)."""
     copy_repo(wd)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config"):
         (wd / name).parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +39,7 @@ def dvc_repo(wd: Path) -> Path:
     cfg = yaml.safe_load((REPO / "tests/data/tiny.yaml").read_text())
     cfg["grid"] = [{"models": ["mnasnet_100", "efficientnet_b0"], "train_sets": ["presocial"]}]
     cfg["explain"]["cells"] = [{"train_sets": ["presocial"], "test_sets": ["presocial"]}]
+    edit(cfg)
     (wd / "tiny.yaml").write_text(yaml.safe_dump(cfg))
     sh(wd, sys.executable, "workflow/scripts/dvc_params.py", "--config", "tiny.yaml")
     sh(wd, "git", "init", "-q")
@@ -74,13 +77,17 @@ def test_dvc_repro_builds_every_cell_and_a_second_run_does_nothing(repro):
     assert "Data and pipelines are up to date" in again.stdout
 
 
-def test_dvc_outputs_equal_snakemakes_for_the_same_config(repro, tmp_path):
-    wd, _ = repro
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + "/")
+
+
+def assert_same_outputs_as_snakemake(wd: Path, scratch: Path) -> None:
+    """dvc.yaml's outputs for ``wd``'s params.yaml are the files `snakemake -n` plans for tiny.yaml."""
     from dvc.repo import Repo
 
     with Repo(str(wd)) as repo:
         dvc_outs = {str(o.def_path) for stage in repo.index.stages for o in stage.outs}
-    sm = copy_repo(tmp_path / "sm")
+    sm = copy_repo(scratch)
     shutil.copy(wd / "tiny.yaml", sm / "tiny.yaml")
     dry = run_snakemake(sm, "-n", "--configfile", "tiny.yaml")
     smk_outs = set()
@@ -89,13 +96,34 @@ def test_dvc_outputs_equal_snakemakes_for_the_same_config(repro, tmp_path):
         if m and not block.strip().startswith("rule all"):
             smk_outs |= {o.strip() for o in m.group(1).split(",")}
     # dvc.yaml declares the report's tables/ and figures/ as folders; Snakemake names each file
-    def inside(path: str, folder: str) -> bool:
-        return path == folder or path.startswith(folder + "/")
-
-    assert all(any(inside(o, d) for d in dvc_outs) for o in smk_outs), smk_outs - dvc_outs
-    assert all(any(inside(o, d) for o in smk_outs) for d in dvc_outs), dvc_outs - smk_outs
+    assert all(any(_inside(o, d) for d in dvc_outs) for o in smk_outs), smk_outs - dvc_outs
+    assert all(any(_inside(o, d) for o in smk_outs) for d in dvc_outs), dvc_outs - smk_outs
     assert {o for o in smk_outs if not o.startswith("reports/")} == {d for d in dvc_outs
                                                                      if not d.startswith("reports/")}
+
+
+def test_dvc_outputs_equal_snakemakes_for_the_same_config(repro, tmp_path):
+    wd, _ = repro
+    assert_same_outputs_as_snakemake(wd, tmp_path / "sm")
+
+
+def test_with_xai_off_every_dependency_is_built_or_tracked(tmp_path):
+    """`xai.enabled: false`: no explanation-quality stage, and nothing depends on its files (else
+    `dvc repro` would stop at a missing dependency)."""
+    from dvc.repo import Repo
+
+    wd = dvc_repo(tmp_path / "wd", edit=lambda cfg: cfg["xai"].update(enabled=False))
+    with Repo(str(wd)) as repo:
+        stages = list(repo.index.stages)
+    names = {s.name.split("@")[0] for s in stages}
+    assert "explain" in names and not names & {"xai", "xai_report"}, names
+    outs = {str(o.def_path) for s in stages for o in s.outs}
+    for stage in stages:
+        for dep in stage.deps:
+            path = str(dep.def_path)
+            built = any(_inside(path, o) or _inside(o, path) for o in outs)
+            assert built or (wd / path).exists(), f"{stage.name} depends on {path}: no stage writes it"
+    assert_same_outputs_as_snakemake(wd, tmp_path / "sm")
 
 
 def test_changing_one_models_lr_reruns_exactly_its_stages(repro):

@@ -109,6 +109,8 @@ def build(config: dict, configs: list[str]) -> dict:
         xai_opts[k] = " ".join(str(v) for v in xai[k])
     xai_cells = explain if xai["enabled"] else {}
     first = next(iter(explain.values()), None)
+    # dvc.yaml cannot drop a stage or a dependency by a condition: with xai off, the xai and xai_report
+    # stages iterate over nothing and the report's xai dependency names a folder it already depends on.
     xai_report = {
         "scores": " ".join(f"results/{ds}/xai_metrics/{e['model']}/{e['train_set']}/{e['test_set']}.json"
                            for e in xai_cells.values()),
@@ -119,6 +121,7 @@ def build(config: dict, configs: list[str]) -> dict:
     report["explain"] += "".join(f" reports/{ds}/xai/{n}" for n in ("ranking.md", "ranking.csv", "priors.png",
                                                                     "spectra.png", "robustness.png")
                                  if xai_cells)
+    report["xai_dep"] = f"reports/{ds}/xai" if xai_cells else "src/deepfake_xai/report"
     compute = dict(config["compute"])
     compute["device"] = compute["device"] or "auto"
     compute["cache_jpeg_device"] = compute.get("cache_jpeg_device") or "none"
@@ -129,7 +132,8 @@ def build(config: dict, configs: list[str]) -> dict:
         "caches": caches, "pairs": pairs, "cells": cells, "settings": settings,
         "parts": " ".join(PLATFORM_PARTS), "test_parts": " ".join(dxcfg.required_test_parts(config)), "compute": compute, "evaluate": config["evaluate"],
         "explain": explain_opts, "explain_cells": explain, "montages": montages, "actmax": actmax,
-        "report": report, "xai": xai_opts, "xai_cells": xai_cells, "xai_report": xai_report,
+        "report": report, "xai": xai_opts, "xai_cells": xai_cells,
+        "xai_reports": {"all": xai_report} if xai_cells else {},
     }
 
 
