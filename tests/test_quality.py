@@ -86,6 +86,33 @@ def test_deletion_and_insertion_reward_the_true_region():
     assert np.allclose(kept_true, full, atol=1e-6) and kept_rand.mean() < full.mean()
 
 
+def test_perturbation_curve_images_follow_the_definition_one_batch_at_a_time():
+    """Step s of a deletion curve zeroes the round(s * HW / steps) most salient pixels; the model sees
+    at most ``batch_size`` perturbed images at once (all n * steps copies need never be in memory)."""
+    torch.manual_seed(1)
+    n, steps, batch_size = 3, 4, 5
+    images, maps = torch.rand(n, 3, H, W) + 0.1, torch.rand(n, H, W)
+    seen = []
+
+    def predict(x):
+        seen.append(x.clone())
+        p = x.mean(dim=(1, 2, 3))
+        return torch.stack([1 - p, p], 1)
+
+    curve = Q.perturbation_curve(predict, images, maps, torch.ones(n, dtype=torch.long), steps, "deletion",
+                                 batch_size)
+    assert max(len(b) for b in seen) <= batch_size
+    batches = torch.cat(seen)
+    assert curve.shape == (n, steps + 1) and len(batches) == n * (steps + 1)
+    for i in range(n):
+        top = torch.argsort(maps[i].flatten(), descending=True)
+        for s in range(steps + 1):
+            expected = images[i].clone().flatten(1)
+            expected[:, top[:round(s * H * W / steps)]] = 0
+            assert torch.equal(batches[i * (steps + 1) + s], expected.view(3, H, W)), (i, s)
+            assert curve[i, s] == pytest.approx(float(expected.mean()), abs=1e-6)
+
+
 def test_road_ranks_the_true_region_above_its_inverse():
     model = RegionModel().eval()
     torch.manual_seed(0)

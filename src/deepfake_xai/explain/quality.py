@@ -118,25 +118,27 @@ def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tenso
     The first and last steps do not depend on the map (nothing or everything replaced): pass them
     as ``ends`` (see :func:`curve_ends`) to score several methods without predicting them again."""
     n, _, h, w = images.shape
-    order = _order(maps)
     start, finish = _curve_images(images, mode)
-    todo = range(1, steps) if ends is not None else range(steps + 1)
-    variants = []
-    for s in todo:
-        k = round(s * h * w / steps)
-        keep_start = torch.ones(n, h * w, dtype=torch.bool, device=images.device)
-        if k:
-            keep_start.scatter_(1, order[:, :k], False)
-        m = keep_start.view(n, 1, h, w)
-        variants.append(torch.where(m, start, finish))
+    todo = torch.arange(1, steps) if ends is not None else torch.arange(steps + 1)
+    removed = torch.round(todo.double() * (h * w) / steps).long().to(images.device)  # pixels replaced per step
+    # rank[i, p]: the position of pixel p in image i's saliency order (0 = most salient)
+    order = _order(maps)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))
+    targets = targets.long()
     picked = np.empty((n, 0), dtype=np.float32)
-    if variants:
-        batch = torch.stack(variants, 1).flatten(0, 1)  # (N * len(todo), 3, H, W), image-major
-        picked = _target_probs(predict, batch, targets.long().repeat_interleave(len(variants)), batch_size)
-        picked = picked.reshape(n, len(variants))
+    if len(todo):
+        # the perturbed images, image-major, built one batch at a time (n * steps copies need not fit)
+        probs = []
+        for first in range(0, n * len(todo), batch_size):
+            flat = torch.arange(first, min(first + batch_size, n * len(todo)), device=images.device)
+            img, step = flat // len(todo), flat % len(todo)
+            keep_start = (rank[img] >= removed[step].view(-1, 1)).view(-1, 1, h, w)
+            batch = torch.where(keep_start, start[img], finish[img])
+            probs.append(_target_probs(predict, batch, targets[img.cpu()], len(batch)))
+        picked = np.concatenate(probs).reshape(n, len(todo))
     if ends is not None:
-        first, last = (np.asarray(e, dtype=np.float32).reshape(n, 1) for e in ends)
-        picked = np.concatenate([first, picked, last], axis=1)
+        first_col, last_col = (np.asarray(e, dtype=np.float32).reshape(n, 1) for e in ends)
+        picked = np.concatenate([first_col, picked, last_col], axis=1)
     return picked
 
 
