@@ -83,6 +83,28 @@ def test_cam_is_not_applicable_to_vgg19_and_the_bulk_output_says_so():
     assert "cam" in res["not_applicable"] and "cam" not in res["maps"] and res["maps"]["gradcam"].shape == (2, 32, 32)
 
 
+def test_a_bulk_batch_costs_one_forward_pass_and_explains_the_predicted_class():
+    """The target class comes from the capture's own forward pass: one pass per batch, and each map
+    equals the single-method call for the class the model predicts."""
+    model, tl = _model("efficientnet_b0", "bn2")
+    x = _batch(6)
+    passes = []
+    handle = model.register_forward_hook(lambda m, i, o: passes.append(len(i[0])))
+    try:
+        res = explain_cell(model=model, target_layer=tl, images=x, methods=["gradcam", "layercam"], batch_size=4,
+                           progress=False)
+    finally:
+        handle.remove()
+    assert passes == [4, 2]
+    with torch.no_grad():
+        probs = torch.softmax(model(x), 1)[:, 1].numpy()
+    predicted = (probs >= 0.5).astype(int)
+    assert np.allclose(res["probs"], probs, atol=1e-6) and list(res["targets"]) == list(predicted)
+    for name in ("gradcam", "layercam"):
+        one = get_method(name)(model, x, torch.from_numpy(predicted), tl)
+        assert np.allclose(res["maps"][name], one.numpy(), atol=1e-3)  # float16 storage
+
+
 class ReLUNet(nn.Module):
     def __init__(self):
         super().__init__()

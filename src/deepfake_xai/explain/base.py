@@ -88,6 +88,9 @@ class Context:
         """Run the batch once, keeping the target layer's activations and (optionally) the gradients
         of each image's target logit with respect to them and to the input.
 
+        ``targets``: a class, one class per image, or a function of the logits returning one class
+        per image (e.g. the predicted class), so that choosing the target costs no second forward.
+
         Only what is asked for is differentiated: the CAM family needs dS/dA alone, a backward pass
         through the head; the input gradient (saliency) costs a backward pass through the network.
         ``amp`` runs the forward pass in bf16 on CUDA (faster; maps then agree with the fp32
@@ -95,8 +98,6 @@ class Context:
         """
         if need_input_grad is None:
             need_input_grad = need_gradients
-        targets = torch.as_tensor(targets, device=images.device).long().expand(len(images))
-        ctx = cls(model, images, targets, target_layer)
         store = {}
         handle = target_layer.register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
         try:
@@ -112,6 +113,10 @@ class Context:
                     logits = model(x).float()
         finally:
             handle.remove()
+        if callable(targets):
+            targets = targets(logits.detach())
+        targets = torch.as_tensor(targets, device=images.device).long().expand(len(images))
+        ctx = cls(model, images, targets, target_layer)
         ctx.logits = logits.detach()
         acts = store["a"]
         wrt = [t for t, want in ((acts, need_gradients), (x, need_input_grad)) if want]

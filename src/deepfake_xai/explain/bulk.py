@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +41,24 @@ def select_sample(preds, n_images: int, n_shared: int, seed: int, threshold: flo
     return [str(i) for i in chosen[:n_images]]
 
 
+def _fake_probability(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits.float(), 1)[:, 1]
+
+
+def _target_classes(targets: str, logits: torch.Tensor) -> torch.Tensor:
+    """The class each image is explained for: the predicted one, or always "fake" or "real"."""
+    if targets == "predicted":
+        return (_fake_probability(logits) >= 0.5).long()
+    return torch.full((len(logits),), 1 if targets == "fake" else 0, dtype=torch.long, device=logits.device)
+
+
 def explain_cell(*, model: torch.nn.Module, target_layer: torch.nn.Module, images: torch.Tensor,
                  methods: list[str], targets: str = "predicted", batch_size: int = 16,
                  amp: bool = False, progress: bool = True) -> dict:
     """Maps of every method for normalized ``images`` (N, 3, H, W) on the model's device.
+
+    One forward pass per batch gives the prediction, the target class and what the methods share
+    (with ``amp``, that pass and so the recorded probabilities are bf16).
 
     Returns {"maps": {method: float16 array (N, H, W)}, "not_applicable": {method: reason},
     "probs": (N,), "targets": (N,), "seconds": {method: s}}.
@@ -60,15 +75,10 @@ def explain_cell(*, model: torch.nn.Module, target_layer: torch.nn.Module, image
     guided_model = None
     for start in tqdm(range(0, len(images), batch_size), desc="explain", unit="batch", disable=not progress):
         x = images[start : start + batch_size]
-        with torch.no_grad():
-            logits = model(x)
-        p = torch.softmax(logits.float(), 1)[:, 1]
-        if targets == "predicted":
-            t = (p >= 0.5).long()
-        else:
-            t = torch.full_like(p, 1 if targets == "fake" else 0, dtype=torch.long)
-        ctx = Context.capture(model, x, t, target_layer, need_gradients=need_grad, need_input_grad=need_input_grad,
-                              amp=amp)
+        # the target comes from the capture's own forward pass (no separate prediction pass)
+        ctx = Context.capture(model, x, partial(_target_classes, targets), target_layer, need_gradients=need_grad,
+                              need_input_grad=need_input_grad, amp=amp)
+        p, t = _fake_probability(ctx.logits), ctx.targets
         if guided_model is not None:
             ctx.cache["guided_model"] = guided_model
         for m in chosen:
