@@ -225,3 +225,34 @@ def test_flat_maps_are_reported_not_scored():
     assert grad["deletion_auc"] is None and grad["road"] is None and grad["energy_in_box"] is None
     assert not sal["flat_maps"] and 0 <= sal["deletion_auc"]["mean"] <= 1 and sal["energy_in_box"]["n"] == 3
     assert len(sal["deletion_curve"]) == 5 and sal["sanity"] in ("passes", "fails")
+
+
+def test_sanity_maps_of_the_randomized_model_explain_the_trained_models_classes(monkeypatch):
+    """Adebayo et al. compare maps of the same image for the same class: the randomized model is
+    explained for the cell's targets, not for whatever it predicts itself."""
+    from deepfake_xai.explain import assess
+    from deepfake_xai.explain.bulk import explain_cell
+    from deepfake_xai.train import Runner
+
+    torch.manual_seed(0)
+    model = PoolToOne().eval()
+    runner = Runner(model, torch.device("cpu"), {"image_size": H})
+    crops = (255 * torch.rand(6, H, W, 3)).to(torch.uint8).numpy()
+    images = runner.inputs(torch.from_numpy(crops))
+    targets = torch.tensor([1, 1, 0, 1, 0, 0])  # as with explain.target or the trained model's predictions
+    made = explain_cell(model=model, target_layer=model.squeeze, images=images, methods=["saliency", "gradcam"],
+                        targets=targets, progress=False)
+    assert list(made["targets"]) == targets.tolist()
+    seen = []
+
+    def spy(**kwargs):
+        t = kwargs["targets"]
+        seen.append(t if isinstance(t, str) else torch.as_tensor(t).tolist())
+        return explain_cell(**kwargs)
+
+    monkeypatch.setattr(assess, "explain_cell", spy)
+    cell = {"image_ids": [str(i) for i in range(6)], "crops": crops, "maps": made["maps"], "targets": made["targets"],
+            "labels": np.array([0, 1] * 3), "info": {}}
+    assess.assess_cell(runner=runner, layer=model.squeeze, cell=cell, boxes=[None] * 6, settings={}, n_images=6,
+                       steps=2, keep=0.2, road_percentiles=[])
+    assert seen == [targets.tolist()]

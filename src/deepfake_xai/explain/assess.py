@@ -61,8 +61,9 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
     if random_model is None:
         random_model = Q.randomized_copy(model, seed=seed)
     random_layer = dict(random_model.named_modules())[_layer_name(model, layer)]
+    # Adebayo et al. compare maps of the same image for the same class: the trained model's targets
     random_maps = explain_cell(model=random_model, target_layer=random_layer, images=images, methods=scored,
-                               targets="predicted", batch_size=batch_size, progress=False)["maps"] if scored else {}
+                               targets=targets, batch_size=batch_size, progress=False)["maps"] if scored else {}
 
     # What does not depend on the map is predicted once for every method: the unperturbed images
     # and both ends of the deletion and insertion curves.

@@ -53,12 +53,14 @@ def _target_classes(targets: str, logits: torch.Tensor) -> torch.Tensor:
 
 
 def explain_cell(*, model: torch.nn.Module, target_layer: torch.nn.Module, images: torch.Tensor,
-                 methods: list[str], targets: str = "predicted", batch_size: int = 16,
+                 methods: list[str], targets: str | torch.Tensor = "predicted", batch_size: int = 16,
                  amp: bool = False, progress: bool = True) -> dict:
     """Maps of every method for normalized ``images`` (N, 3, H, W) on the model's device.
 
-    One forward pass per batch gives the prediction, the target class and what the methods share
-    (with ``amp``, that pass and so the recorded probabilities are bf16).
+    ``targets``: "predicted", "fake" or "real", or one class per image (e.g. another model's targets,
+    so that two models' maps explain the same class). One forward pass per batch gives the
+    prediction, the target class and what the methods share (with ``amp``, that pass and so the
+    recorded probabilities are bf16).
 
     Returns {"maps": {method: float16 array (N, H, W)}, "not_applicable": {method: reason},
     "probs": (N,), "targets": (N,), "seconds": {method: s}}.
@@ -75,8 +77,10 @@ def explain_cell(*, model: torch.nn.Module, target_layer: torch.nn.Module, image
     guided_model = None
     for start in tqdm(range(0, len(images), batch_size), desc="explain", unit="batch", disable=not progress):
         x = images[start : start + batch_size]
-        # the target comes from the capture's own forward pass (no separate prediction pass)
-        ctx = Context.capture(model, x, partial(_target_classes, targets), target_layer, need_gradients=need_grad,
+        # a named target comes from the capture's own forward pass (no separate prediction pass)
+        chosen_targets = (partial(_target_classes, targets) if isinstance(targets, str)
+                          else torch.as_tensor(targets)[start : start + batch_size].to(x.device))
+        ctx = Context.capture(model, x, chosen_targets, target_layer, need_gradients=need_grad,
                               need_input_grad=need_input_grad, amp=amp)
         p, t = _fake_probability(ctx.logits), ctx.targets
         if guided_model is not None:
