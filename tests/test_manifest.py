@@ -126,6 +126,22 @@ def test_split_assignment_groups_by_source_and_is_deterministic():
     assert (assign_splits(df, 0.15, 0.2, seed=1) != a).any()
 
 
+def test_groups_outside_split_folders_reach_test_when_others_have_folders():
+    """A mirror with Train/Test folders above the fakes only: the reals are still split by the
+    fractions (else every test set would be fakes only); the foldered fakes keep their folders' word."""
+    rows = [{"source_id": f"real{s}", "label": 0, "generator": "ffhq", "psi": None, "dataset_split": None,
+             "platform": "presocial"} for s in range(100)]
+    rows += [{"source_id": f"fake{s}", "label": 1, "generator": "stylegan", "psi": 0.5,
+              "dataset_split": "test" if s < 30 else "train", "platform": "presocial"} for s in range(100)]
+    df = pd.DataFrame(rows)
+    split = assign_splits(df, 0.15, 0.2, seed=0)
+    real = split[df["label"] == 0].value_counts().to_dict()
+    fake = split[df["label"] == 1]
+    assert real == {"train": 65, "test": 20, "val": 15}
+    assert (fake[df["dataset_split"] == "test"] == "test").all() and (fake == "test").sum() == 30
+    assert (fake == "val").sum() == 15 and not (fake[df["dataset_split"] == "train"] == "test").any()
+
+
 def _manifest_cli(root, out, max_rejected):
     return subprocess.run(
         [sys.executable, "-m", "deepfake_xai.cli", "--quiet", "manifest", "--root", str(root),

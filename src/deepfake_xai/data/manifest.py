@@ -145,7 +145,9 @@ def assign_splits(
     Within each (label, generator, psi) stratum the groups are ordered by a seeded hash and the first
     ``test_fraction`` go to test, the next ``val_fraction`` to val. A group some copy of which lies
     in a dataset ``Test`` folder goes to test as a whole (leakage-free beats the dataset's word), and
-    val is carved from the remaining train groups. Deterministic, and stable per group.
+    val is carved from the remaining train groups. Groups outside any dataset split folder are split
+    by the fractions even when others have folders (a mirror with ``Train``/``Test`` above the fakes
+    only must still put reals in test). Deterministic, and stable per group.
     """
     groups = df.groupby("source_id", sort=True).agg(
         label=("label", "first"), generator=("generator", "first"), psi=("psi", "first"),
@@ -154,24 +156,23 @@ def assign_splits(
     )
     groups["rank"] = [_group_rank(seed, sid) for sid in groups.index]
     split = pd.Series("train", index=groups.index, dtype=object)
-    has_given = groups["dataset_split"].notna().any()
     strata = groups.groupby(["label", "generator", groups["psi"].fillna(-1.0)], sort=True)
     for _, g in strata:
         g = g.sort_values("rank")
-        if has_given:
-            given_test = g.index[g["dataset_split"] == "test"]
-            given_val = g.index[g["dataset_split"] == "val"]
-            split[given_test] = "test"
-            split[given_val] = "val"
-            rest = g.index[~g.index.isin(given_test) & ~g.index.isin(given_val)]
-            n_val = int(round(len(g) * val_fraction)) if len(given_val) == 0 else 0
-            split[rest[:n_val]] = "val"
-        else:
-            n = len(g)
-            n_test = int(round(n * test_fraction))
-            n_val = int(round(n * val_fraction))
-            split[g.index[:n_test]] = "test"
-            split[g.index[n_test : n_test + n_val]] = "val"
+        given, free = g[g["dataset_split"].notna()], g[g["dataset_split"].isna()]
+        # groups in dataset split folders: test and val as given, val carved from train if none given
+        given_test = given.index[given["dataset_split"] == "test"]
+        given_val = given.index[given["dataset_split"] == "val"]
+        split[given_test] = "test"
+        split[given_val] = "val"
+        rest = given.index[~given.index.isin(given_test) & ~given.index.isin(given_val)]
+        n_val = int(round(len(given) * val_fraction)) if len(given_val) == 0 else 0
+        split[rest[:n_val]] = "val"
+        # groups in no split folder: by the fractions
+        n_test = int(round(len(free) * test_fraction))
+        n_val = int(round(len(free) * val_fraction))
+        split[free.index[:n_test]] = "test"
+        split[free.index[n_test : n_test + n_val]] = "val"
     return df["source_id"].map(split)
 
 
