@@ -98,8 +98,11 @@ def assert_same_outputs_as_snakemake(wd: Path, scratch: Path) -> None:
     # dvc.yaml declares the report's tables/ and figures/ as folders; Snakemake names each file
     assert all(any(_inside(o, d) for d in dvc_outs) for o in smk_outs), smk_outs - dvc_outs
     assert all(any(_inside(o, d) for o in smk_outs) for d in dvc_outs), dvc_outs - smk_outs
-    assert {o for o in smk_outs if not o.startswith("reports/")} == {d for d in dvc_outs
-                                                                     if not d.startswith("reports/")}
+    # ... and each training stage's predictions as one folder (its files depend on the test sets)
+    def file_level(path: str) -> bool:
+        return not path.startswith("reports/") and "/predictions/" not in path
+
+    assert {o for o in smk_outs if file_level(o)} == {d for d in dvc_outs if file_level(d)}
 
 
 def test_dvc_outputs_equal_snakemakes_for_the_same_config(repro, tmp_path):
@@ -107,16 +110,30 @@ def test_dvc_outputs_equal_snakemakes_for_the_same_config(repro, tmp_path):
     assert_same_outputs_as_snakemake(wd, tmp_path / "sm")
 
 
-def test_with_xai_off_every_dependency_is_built_or_tracked(tmp_path):
-    """`xai.enabled: false`: no explanation-quality stage, and nothing depends on its files (else
-    `dvc repro` would stop at a missing dependency)."""
+def _xai_off(cfg):
+    cfg["xai"]["enabled"] = False
+
+
+def _no_twitter(cfg):
+    cfg["test_sets"] = ["presocial", "facebook", "telegram"]
+
+
+@pytest.mark.parametrize("edit", [_xai_off, _no_twitter], ids=["xai off", "test sets without twitter"])
+def test_every_dependency_is_built_or_tracked_and_outputs_equal_snakemakes(tmp_path, edit):
+    """`xai.enabled: false`: no explanation-quality stage, and nothing depends on its files. Test sets
+    without Twitter (so no "combined"): the training stages predict only the three parts. Else
+    `dvc repro` would stop at a missing dependency or an output never written."""
     from dvc.repo import Repo
 
-    wd = dvc_repo(tmp_path / "wd", edit=lambda cfg: cfg["xai"].update(enabled=False))
+    wd = dvc_repo(tmp_path / "wd", edit=edit)
     with Repo(str(wd)) as repo:
         stages = list(repo.index.stages)
     names = {s.name.split("@")[0] for s in stages}
-    assert "explain" in names and not names & {"xai", "xai_report"}, names
+    if edit is _xai_off:
+        assert "explain" in names and not names & {"xai", "xai_report"}, names
+    else:
+        train = next(s for s in stages if s.name.startswith("train@"))
+        assert "twitter" not in train.cmd and "combined" not in train.cmd and "telegram.parquet" in train.cmd
     outs = {str(o.def_path) for s in stages for o in s.outs}
     for stage in stages:
         for dep in stage.deps:

@@ -121,3 +121,12 @@ def test_predictions_cover_each_test_part_and_pool(prepared, tmp_path):
     assert len(combined) == sum(len(p) for p in preds.values())
     with pytest.raises(ValueError, match="two parts"):
         pool([preds["presocial"], preds["presocial"]])
+
+
+def test_combined_from_fewer_than_four_parts_is_refused_before_training(prepared, tmp_path):
+    cmd = _train_cmd(prepared, tmp_path / "out", tiny_settings(epochs=1)) + [
+        "--parts", "presocial", "twitter", "--predictions", str(tmp_path / "p.parquet"), str(tmp_path / "t.parquet"),
+        "--combined", str(tmp_path / "c.parquet")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "--combined pools all four parts" in proc.stderr
+    assert "presocial twitter" in proc.stderr and not (tmp_path / "out").exists()  # nothing trained

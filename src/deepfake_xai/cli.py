@@ -131,8 +131,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .data.manifest import read_manifest
     from .train import train
 
-    if len(args.parts) != len(args.predictions):
-        raise SystemExit("error: give one --predictions file per --parts entry")
+    _check_prediction_args(args.parts, args.predictions, args.combined, "--predictions")
     cache = ImageCache(args.cache, args.cache_index)
     manifest = read_manifest(args.manifest, args.dataset)
     summary = train(
@@ -154,6 +153,17 @@ def cmd_train(args: argparse.Namespace) -> None:
         _write_predictions(preds, args.parts, args.predictions, args.combined)
 
 
+def _check_prediction_args(parts: list[str], outs: list[str], combined: str | None, outs_flag: str) -> None:
+    """Before any work: one output per part, and "combined" only from all four parts."""
+    from .data.layout import PLATFORM_PARTS
+
+    if len(parts) != len(outs):
+        raise SystemExit(f"error: give one {outs_flag} file per --parts entry ({len(parts)} parts, {len(outs)} files)")
+    if combined and sorted(parts) != sorted(PLATFORM_PARTS):
+        raise SystemExit(f"error: --combined pools all four parts ({' '.join(PLATFORM_PARTS)}), but --parts is "
+                         f"{' '.join(parts) or 'empty'}: add the missing parts or drop --combined")
+
+
 def _write_predictions(preds: dict, parts: list[str], outs: list[str], combined: str | None) -> None:
     from .evaluate import pool
     from .io import write_parquet
@@ -171,8 +181,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     from .data.manifest import read_manifest
     from .evaluate import predict_parts
 
-    if len(args.parts) != len(args.out):
-        raise SystemExit("error: give one --out per --parts entry")
+    _check_prediction_args(args.parts, args.out, args.combined, "--out")
     preds = predict_parts(weights=args.weights, settings=args.settings_json,
                           cache=ImageCache(args.cache, args.cache_index),
                           manifest=read_manifest(args.manifest, args.dataset), parts=args.parts,

@@ -63,6 +63,12 @@ def required_test_parts(config: dict) -> list[str]:
     return [p for p in TEST_PARTS if p in wanted]
 
 
+def predicted_sets(config: dict) -> list[str]:
+    """What each training job predicts: the platform parts the configured test sets use, and
+    "combined" (pooled from all four) when it is one of them."""
+    return required_test_parts(config) + (["combined"] if "combined" in config["test_sets"] else [])
+
+
 def grid_axes(config: dict) -> tuple[list[str], list[str]]:
     """The models (in grid order) and train sets (in ``train_sets`` order) the training grid uses."""
     pairs = training_pairs(config)

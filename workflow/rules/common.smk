@@ -85,6 +85,9 @@ def manifest_config() -> dict:
 MODELS = list(config["models"])
 PAIRS = dxcfg.training_pairs(config)
 PARTS = list(dxcfg.TEST_PARTS)
+# what each training job predicts: the parts the configured test sets use (+ "combined", pooled)
+PREDICTED_PARTS = dxcfg.required_test_parts(config)
+PREDICTED_SETS = dxcfg.predicted_sets(config)
 COMPUTE = config["compute"]
 
 

@@ -30,8 +30,8 @@ rule cache:
 
 
 rule train:
-    # Training ends by predicting the four test parts with the saved best-epoch weights and pooling
-    # them into "combined" (no second inference). A separate job would pay again for starting Python,
+    # Training ends by predicting the test parts the configured test sets use with the saved
+    # best-epoch weights and, when "combined" is one of them, pooling the four (no second inference). A separate job would pay again for starting Python,
     # importing torch and timm and loading the model (5 s a job on a CPU, more than the inference);
     # one cell still triggers only its own model's jobs.
     input:
@@ -41,15 +41,17 @@ rule train:
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
         log_csv=f"{RESULTS}/models/{{model}}/{{train_set}}/log.csv",
         summary=f"{RESULTS}/models/{{model}}/{{train_set}}/train.json",
-        parts=expand(f"{RESULTS}/predictions/{{{{model}}}}/{{{{train_set}}}}/{{part}}.parquet", part=PARTS),
-        combined=f"{RESULTS}/predictions/{{model}}/{{train_set}}/combined.parquet",
+        predictions=expand(f"{RESULTS}/predictions/{{{{model}}}}/{{{{train_set}}}}/{{test_set}}.parquet",
+                           test_set=PREDICTED_SETS),
     params:
         launcher=train_launcher(),
         dataset=DATASET,
         settings=settings_json,
         out_dir=lambda wc: model_dir(wc.model, wc.train_set),
         device=COMPUTE["device"] or "auto",
-        parts=PARTS,
+        parts=PREDICTED_PARTS,
+        part_files=lambda wc, output: output.predictions[: len(PREDICTED_PARTS)],
+        combined=lambda wc, output: ["--combined", output.predictions[-1]] if "combined" in PREDICTED_SETS else [],
     log:
         f"{LOGS}/train/{{model}}/{{train_set}}.log",
     benchmark:
@@ -64,4 +66,4 @@ rule train:
         "--cache-index {input.cache_index:q} --manifest {input.manifest:q} --dataset {params.dataset:q} "
         "--settings-json {params.settings:q} --train-set {wildcards.train_set:q} "
         "--out-dir {params.out_dir:q} --threads {threads} --device {params.device:q} "
-        "--parts {params.parts:q} --predictions {output.parts:q} --combined {output.combined:q} > {log:q} 2>&1"
+        "--parts {params.parts:q} --predictions {params.part_files:q} {params.combined:q} > {log:q} 2>&1"
