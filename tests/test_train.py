@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from deepfake_xai.data.cache import ImageCache, preprocess
-from deepfake_xai.data.manifest import read_manifest
+from deepfake_xai.data.manifest import read_manifest, write_manifest
 from deepfake_xai.evaluate import pool, predict_parts
 from deepfake_xai.train import crop_batch, train
 
@@ -130,3 +130,31 @@ def test_combined_from_fewer_than_four_parts_is_refused_before_training(prepared
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "--combined pools all four parts" in proc.stderr
     assert "presocial twitter" in proc.stderr and not (tmp_path / "out").exists()  # nothing trained
+
+
+def test_checkpoint_of_other_splits_is_not_resumed(prepared, tmp_path):
+    """After a split change that keeps the number of training images, a killed run's checkpoint
+    (weights that saw images now in test) must not be resumed."""
+    settings = tiny_settings(epochs=4)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(prepared, out, settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "training ended before it wrote a checkpoint"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    manifest = pd.read_parquet(prepared["manifest"])
+    pre = manifest[manifest["platform"] == "presocial"]
+    a = pre[(pre["split"] == "train") & (pre["label"] == 1)]["source_id"].iloc[0]
+    b = pre[(pre["split"] == "test") & (pre["label"] == 1)]["source_id"].iloc[0]
+    swapped = manifest.copy()
+    swapped.loc[manifest["source_id"] == a, "split"] = "test"
+    swapped.loc[manifest["source_id"] == b, "split"] = "train"
+    resplit = {**prepared, "manifest": tmp_path / "resplit.parquet"}
+    write_manifest(swapped, resplit["manifest"], prepared["dataset"])
+    done = subprocess.run(_train_cmd(resplit, out, settings), check=True, capture_output=True, text=True)
+    summary = json.loads((out / "train.json").read_text())
+    assert "ignoring" in done.stdout and summary["resumed_after_epoch"] is None
+    assert summary["n_train"] == int((pre["split"] == "train").sum())  # the same count: only the images differ

@@ -97,6 +97,15 @@ def settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _ids_digest(*id_lists) -> str:
+    """A short hash of image id lists, in order (the train and val images a run uses)."""
+    h = hashlib.sha256()
+    for ids in id_lists:
+        h.update("\n".join(map(str, ids)).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
 class Normalizer(torch.nn.Module):
     """uint8 NHWC batch on the device -> float NCHW normalized, optionally channels_last."""
 
@@ -388,7 +397,10 @@ def train(
     # batch_size is per process: under torchrun the global batch is batch_size x world size
     steps_per_epoch = max(1, (len(tr_cache_rows) // dist.world) // bs)
     total_steps = epochs * steps_per_epoch
-    ident = settings_hash({**settings, "train_set": train_set, "n_train": len(tr_cache_rows)})
+    # a checkpoint resumes only the same run: the same settings, images (a split change must not resume
+    # weights that saw today's test images) and number of processes (it sets the schedule)
+    ident = settings_hash({**settings, "train_set": train_set, "world": dist.world,
+                           "images": _ids_digest(train_rows["image_id"], val_rows["image_id"])})
 
     ckpt_path = out_dir / CHECKPOINT
     start_epoch, log, best = 1, [], {"score": -1.0, "epoch": 0, "state": None}
@@ -405,7 +417,7 @@ def train(
             resumed_from = start_epoch - 1
             print(f"resuming from {ckpt_path} after epoch {resumed_from}", flush=True)
         else:
-            print(f"ignoring {ckpt_path}: written for other settings", flush=True)
+            print(f"ignoring {ckpt_path}: written for other settings, images or process count", flush=True)
 
     val_batches = Batches(cache, va_cache_rows, va_labels, inference_batch_size(settings),
                           prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
