@@ -173,6 +173,23 @@ def test_build_report_writes_every_declared_file(tmp_path):
     assert len(matrices) == 2 * 2 * 5 and sum(int(r["built"]) for r in matrices) == 10
 
 
+def test_training_runs_are_keyed_by_the_config_model_name_not_the_architecture(tmp_path):
+    """Two config models may share an architecture (e.g. efficientnet_b2 at two input sizes)."""
+    files = []
+    for name in ("b2_224", "b2_320", "b2_320_again"):
+        p = tmp_path / f"{name}.json"
+        model = "b2_320" if name == "b2_320_again" else name
+        p.write_text(json.dumps({"model": model, "arch": "efficientnet_b2", "train_set": "telegram"}))
+        files.append(p)
+    runs = T.load_train_summaries(files[:2])
+    assert set(runs) == {("b2_224", "telegram"), ("b2_320", "telegram")}
+    with pytest.raises(ValueError, match=r"b2_320_again\.json and .*b2_320\.json are both training runs of b2_320"):
+        T.load_train_summaries(files)
+    old = tmp_path / "old.json"  # written before train.json recorded the model's name
+    old.write_text(json.dumps({"arch": "resnet50", "train_set": "presocial"}))
+    assert set(T.load_train_summaries([old])) == {("resnet50", "presocial")}
+
+
 def _xai_cell(model: str, scores: dict) -> dict:
     """An xai-cell result with the given (insertion, deletion, energy, sanity) per method."""
     methods = {}

@@ -161,7 +161,8 @@ def test_a_cell_rebuilt_from_scratch_is_identical(tiny_run):
 
 def test_a_platform_left_out_of_the_test_sets_is_never_predicted(synth_copy, tmp_path):
     """A dataset without Telegram images, and test sets that leave Telegram (and so "combined") out:
-    the training job predicts only the configured parts, and the cells build."""
+    the training job predicts only the configured parts, and the cells build. The model has a name
+    of its own (config models may share an architecture), which train.json records."""
     import yaml
 
     shutil.rmtree(synth_copy / "TrueFace_PostSocial" / "Telegram")
@@ -169,14 +170,17 @@ def test_a_platform_left_out_of_the_test_sets_is_never_predicted(synth_copy, tmp
     cfg = yaml.safe_load((REPO / "tests/data/tiny.yaml").read_text())
     cfg["data"] = {"root": str(synth_copy)}
     cfg["test_sets"] = ["presocial", "facebook", "twitter"]
-    cfg["grid"] = [{"models": ["mnasnet_100"], "train_sets": ["presocial"]}]
+    cfg["models"] = {"mnas": {"arch": "mnasnet_100"}}
+    cfg["grid"] = [{"models": ["mnas"], "train_sets": ["presocial"]}]
     cfg["explain"]["cells"] = [{"train_sets": ["presocial"], "test_sets": ["presocial"]}]
     (wd / "t.yaml").write_text(yaml.safe_dump(cfg))
-    cell = "results/tiny/metrics/mnasnet_100/presocial/twitter.json"
+    cell = "results/tiny/metrics/mnas/presocial/twitter.json"
     run_snakemake(wd, cell, "--cores", "2", "--configfile", "t.yaml")
-    predicted = sorted(p.name for p in (wd / "results/tiny/predictions/mnasnet_100/presocial").iterdir())
+    predicted = sorted(p.name for p in (wd / "results/tiny/predictions/mnas/presocial").iterdir())
     assert predicted == ["facebook.parquet", "presocial.parquet", "twitter.parquet"]
     assert json.loads((wd / cell).read_text())["n"] > 0
+    summary = json.loads((wd / "results/tiny/models/mnas/presocial/train.json").read_text())
+    assert summary["model"] == "mnas" and summary["arch"] == "mnasnet_100"
 
 
 @pytest.mark.parametrize("override, message", [

@@ -137,6 +137,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     summary = train(
         cache=cache, manifest=manifest, train_set=args.train_set, settings=args.settings_json,
         out_dir=args.out_dir, threads=args.threads, device=args.device, progress=not args.quiet,
+        model_name=args.model,
     )
     if summary.get("rank", 0) != 0:  # another torchrun process: rank 0 writes every output
         return
@@ -485,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test parts to predict with the saved weights right after training")
     s.add_argument("--predictions", nargs="*", default=[], help="one predictions Parquet per --parts entry")
     s.add_argument("--combined", help="also write the parts pooled (the combined test set) here")
+    s.add_argument("--model", help="the config's name for the model, recorded in train.json (default: its arch)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("predict", help="predictions of a trained model on test parts")

@@ -342,8 +342,12 @@ def train(
     threads: int = 1,
     device: str | None = None,
     progress: bool = True,
+    model_name: str | None = None,
 ) -> dict:
-    """Train one model on one train set; write ``model.safetensors``, ``log.csv``, ``train.json``."""
+    """Train one model on one train set; write ``model.safetensors``, ``log.csv``, ``train.json``.
+
+    ``model_name``: the config's name for the model (default: its timm architecture); two config
+    models may share an architecture, so reports key training runs by this name."""
     from safetensors.torch import save_file
     from tqdm import tqdm
 
@@ -515,7 +519,7 @@ def train(
     log_df["epoch"] = log_df["epoch"].astype(int)
     write_csv(log_df, out_dir / "log.csv")
     summary = {
-        "arch": settings["arch"], "train_set": train_set, "settings": settings,
+        "model": model_name or settings["arch"], "arch": settings["arch"], "train_set": train_set, "settings": settings,
         "parameters": n_params, "parameters_millions": round(n_params / 1e6, 2),
         "epochs": epochs, "best_epoch": best["epoch"], "best_val_balanced_accuracy": best["score"],
         "n_train": int(len(tr_cache_rows)), "n_val": int(len(va_cache_rows)),

@@ -64,6 +64,6 @@ rule train:
     shell:
         "{params.launcher} workflow/scripts/train.py --cache {input.cache_npy:q} "
         "--cache-index {input.cache_index:q} --manifest {input.manifest:q} --dataset {params.dataset:q} "
-        "--settings-json {params.settings:q} --train-set {wildcards.train_set:q} "
+        "--settings-json {params.settings:q} --model {wildcards.model:q} --train-set {wildcards.train_set:q} "
         "--out-dir {params.out_dir:q} --threads {threads} --device {params.device:q} "
         "--parts {params.parts:q} --predictions {params.part_files:q} {params.combined:q} > {log:q} 2>&1"

@@ -160,11 +160,18 @@ def load_metrics(paths: Iterable[str | Path]) -> dict[tuple[str, str, str], dict
 
 
 def load_train_summaries(paths: Iterable[str | Path]) -> dict[tuple[str, str], dict]:
-    """train.json files keyed by (model, train set), each with ``_path`` (its log.csv sits beside it)."""
+    """train.json files keyed by (model, train set), each with ``_path`` (its log.csv sits beside it).
+
+    The model is the config's name (two config models may share an architecture); files written
+    before train.json recorded it fall back to the architecture."""
     out = {}
     for p in paths:
         data = json.loads(Path(p).read_text())
-        out[data["arch"], data["train_set"]] = {**data, "_path": str(p)}
+        key = (data.get("model") or data["arch"], data["train_set"])
+        if key in out:
+            raise ValueError(f"{p} and {out[key]['_path']} are both training runs of {key[0]} on {key[1]}; "
+                             "give one train.json per (model, train set)")
+        out[key] = {**data, "_path": str(p)}
     return out
 
 
