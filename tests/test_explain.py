@@ -211,3 +211,35 @@ def test_explain_command_prints_a_verdict_and_writes_a_panel(tmp_path, synth_roo
     from PIL import Image
 
     assert Image.open(tmp_path / "panel.png").size[0] >= 3 * 128
+
+
+@pytest.mark.parametrize("arch", ["efficientnet_b0", "mnasnet_100", "resnet18"])
+def test_the_default_cam_layer_is_the_input_of_the_global_pool(arch):
+    """For a model outside the registry the target layer is found from the model itself: on registry
+    models it finds the registry's own choice, and its output is what forward_features returns."""
+    from deepfake_xai.models import REGISTRY, pooled_feature_layer
+
+    model, _ = _model(arch, "bn2" if arch != "resnet18" else "layer4")
+    name = pooled_feature_layer(model)
+    assert name == (REGISTRY[arch].target_layer if arch in REGISTRY else "layer4")
+    seen = []
+    handle = get_module(model, name).register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        feats = model.forward_features(_batch(2))
+    handle.remove()
+    assert torch.equal(seen[0], feats)
+
+
+def test_explain_command_on_a_timm_model_outside_the_registry(tmp_path, synth_root):
+    from safetensors.torch import save_file
+
+    model, _ = _model("convnext_atto", "stages.3")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    image = next((synth_root / "TrueFace_PreSocial/Fake/StyleGAN/images-psi-0.5").glob("*.png"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepfake_xai.cli", "explain", str(image), "--weights", str(tmp_path / "w.safetensors"),
+         "--arch", "convnext_atto", "--size", "64", "--resize", "64", "--method", "gradcam", "cam",
+         "--out", str(tmp_path / "panel.png")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "explaining layer 'norm_pre' (the input of the global pool" in proc.stdout
+    assert (tmp_path / "panel.png").exists()

@@ -218,7 +218,7 @@ def _load_for_explain(args):
     """Model (eval, on its device), its target layer, the runner and the settings."""
     import torch
 
-    from .models import get_module, info
+    from .models import get_module, info, pooled_feature_layer
     from .train import Runner, load_trained, pick_device
 
     settings = args.settings_json
@@ -227,8 +227,13 @@ def _load_for_explain(args):
         torch.set_num_threads(max(1, args.threads))
     runner = Runner(load_trained(args.weights, settings), dev, {**settings, "compile": False})
     layer_name = settings.get("target_layer") or info(settings["arch"]).target_layer
-    if not layer_name:
-        raise SystemExit(f"error: no target_layer for {settings['arch']}: set models.<name>.target_layer")
+    if not layer_name:  # a timm model outside the registry: the input of its global pool
+        try:
+            layer_name = pooled_feature_layer(runner.model, int(settings.get("image_size") or 64))
+        except ValueError as err:
+            raise SystemExit(f"error: {settings['arch']}: {err}") from None
+        print(f"{settings['arch']}: explaining layer {layer_name!r} (the input of the global pool; "
+              "set models.<name>.target_layer to choose another)")
     return runner, get_module(runner.model, layer_name), settings
 
 

@@ -15,7 +15,7 @@ from torch import nn
 from .registry import REGISTRY, ModelInfo, UnknownModelError, check_arch, info
 
 __all__ = ["NUM_CLASSES", "REGISTRY", "ModelInfo", "UnknownModelError", "check_arch", "info", "create_model",
-           "read_state_dict", "load_backbone", "count_parameters", "get_module"]
+           "read_state_dict", "load_backbone", "count_parameters", "get_module", "pooled_feature_layer"]
 
 NUM_CLASSES = 2  # 0 real, 1 fake
 
@@ -88,3 +88,29 @@ def get_module(model: nn.Module, dotted: str) -> nn.Module:
         return model.get_submodule(dotted)
     except AttributeError:
         raise ValueError(f"model has no layer {dotted!r}") from None
+
+
+def pooled_feature_layer(model: nn.Module, image_size: int = 64) -> str:
+    """The dotted name of the layer whose output the global pool reads (what ``forward_features``
+    returns): the CAM target layer of a timm model outside the registry.
+
+    Found by running ``forward_features`` once on a small input with a hook on every module; of the
+    modules that returned that very tensor (a block and its last child may), the outermost one."""
+    if not hasattr(model, "forward_features"):
+        raise ValueError(f"{type(model).__name__} has no forward_features: set models.<name>.target_layer")
+    fired: list[tuple[str, torch.Tensor]] = []
+    handles = [m.register_forward_hook(lambda mod, i, o, name=name: fired.append((name, o)))
+               for name, m in model.named_modules() if name]
+    param = next(model.parameters())
+    try:
+        with torch.no_grad():
+            out = model.eval().forward_features(
+                torch.zeros(1, 3, image_size, image_size, device=param.device, dtype=param.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+    names = [name for name, o in fired if o is out]  # hooks fire inner modules first
+    if not names:
+        raise ValueError(f"no single layer of {type(model).__name__} returns its pooled features: "
+                         "set models.<name>.target_layer")
+    return names[-1]
