@@ -7,6 +7,7 @@ import json
 import re
 from importlib import resources
 
+import numpy as np
 import pytest
 
 from deepfake_xai.report import tables as T
@@ -223,3 +224,17 @@ def test_xai_ranking_orders_methods_and_checks_adebayo():
     md = ranking_markdown(list(rows.values()), cells)
     assert "| guided_backprop | fails | fails | yes |" in md  # ties go to "fails": flagged, not excused
     assert "| saliency | passes | passes | yes |" in md and "| gradcam | passes | passes | yes |" in md
+
+
+def test_pooled_intervals_shrink_with_more_cells_and_the_kept_fraction_is_the_cells():
+    from deepfake_xai.report.xai import pooled, ranking, ranking_markdown
+
+    one = _xai_cell("a", {"saliency": (0.8, 0.3, 0.2, "passes")})
+    one["keep"] = 0.3
+    single = pooled([one], "saliency", "insertion_auc")
+    assert single["ci95"] == pytest.approx([0.7, 0.9])  # one cell: its own interval
+    twice = pooled([one, {**one, "model": "b"}], "saliency", "insertion_auc")
+    assert twice["mean"] == pytest.approx(0.8) and twice["n"] == 8
+    # two equal, independent cells: the standard error falls by sqrt(2)
+    assert twice["ci95"][1] - twice["ci95"][0] == pytest.approx(0.2 / np.sqrt(2))
+    assert "confidence drop, top 30% kept" in ranking_markdown(ranking([one]), [one])

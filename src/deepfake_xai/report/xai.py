@@ -26,9 +26,17 @@ SCORES = [
     ("insertion_auc", "insertion AUC", +1),
     ("deletion_auc", "deletion AUC", -1),
     ("road", "ROAD (LeRF-MoRF)/2", +1),
-    ("confidence_drop", "confidence drop, top 20% kept", -1),
+    ("confidence_drop", "confidence drop, top {keep} kept", -1),
 ]
 EXPECTED_SANITY = {"saliency": "passes", "gradcam": "passes", "guided_backprop": "fails"}  # Adebayo et al. 2018
+
+
+def _label(key: str, label: str, cells: list[dict]) -> str:
+    """A score's column title; the kept fraction of the confidence score comes from the cells."""
+    if "{keep}" not in label:
+        return label
+    kept = sorted({c["keep"] for c in cells if c.get("keep") is not None})
+    return label.format(keep=f"{100 * kept[0]:g}%" if len(kept) == 1 else "fraction")
 
 
 def xai_files(paths: Iterable[str | Path]) -> list[dict]:
@@ -36,8 +44,10 @@ def xai_files(paths: Iterable[str | Path]) -> list[dict]:
 
 
 def pooled(cells: list[dict], method: str, key: str) -> dict | None:
-    """A score of one method pooled over cells: the mean of the cells' means, with an interval from
-    resampling the cells' per-image means (weighted by their image counts)."""
+    """A score of one method pooled over cells: the image-weighted mean of the cells' means, with a
+    95% interval by the normal approximation (each cell's standard error read from its bootstrap
+    interval, (high - low) / 3.92; the cells' images are independent). None when a cell has no
+    interval."""
     entries = [c["methods"][method][key] for c in cells if method in c["methods"] and c["methods"][method].get(key)]
     entries = [e for e in entries if e.get("mean") is not None]
     if not entries:
@@ -45,11 +55,11 @@ def pooled(cells: list[dict], method: str, key: str) -> dict | None:
     w = np.array([e["n"] for e in entries], dtype=float)
     means = np.array([e["mean"] for e in entries])
     mean = float((w * means).sum() / w.sum())
-    lows = [e["ci95"][0] for e in entries if e.get("ci95")]
-    highs = [e["ci95"][1] for e in entries if e.get("ci95")]
     ci = None
-    if len(lows) == len(entries):
-        ci = [float((w * np.array(lows)).sum() / w.sum()), float((w * np.array(highs)).sum() / w.sum())]
+    if all(e.get("ci95") for e in entries):
+        se = np.array([(e["ci95"][1] - e["ci95"][0]) / (2 * 1.96) for e in entries])
+        half = 1.96 * float(np.sqrt(((w * se) ** 2).sum())) / w.sum()
+        ci = [mean - half, mean + half]
     return {"mean": mean, "ci95": ci, "cells": len(entries), "n": int(w.sum())}
 
 
@@ -100,14 +110,16 @@ def ranking_markdown(rows: list[dict], cells: list[dict]) -> str:
     n_box = sum(c["n_with_box"] for c in cells)
     lines = ["# Which heatmap method tells the truth", "",
              f"{len(cells)} explained cells, {n_img} images ({n_box} fakes with a known evidence region). "
-             "Means with 95% bootstrap intervals (image-weighted over cells). Localization rank: energy "
+             "Means with 95% intervals (bootstrap per cell; pooled over cells image-weighted, by the "
+             "normal approximation). Localization rank: energy "
              "inside the evidence region (higher is better); faithfulness rank: insertion AUC minus "
              "deletion AUC (higher is better). Sanity: maps of the trained model vs the same "
              f"architecture with random weights; a method whose maps keep a rank correlation of "
              f"{cells[0]['sanity_threshold'] if cells else 0.5} or more is flagged as failing "
              "(Adebayo et al. 2018). Flat maps (every pixel equal, e.g. a CAM from a 1 x 1 feature "
              "map) rank nothing and are not scored.", "",
-             "| method | faithfulness rank | localization rank | " + " | ".join(lbl for _, lbl, _ in SCORES)
+             "| method | faithfulness rank | localization rank | " + " | ".join(_label(k, lbl, cells)
+                                                                            for k, lbl, _ in SCORES)
              + " | sanity (fails/passes/undetermined cells) | trained-vs-random rank corr. |",
              "|---|---|---|" + "---|" * len(SCORES) + "---|---|"]
     for r in rows:
