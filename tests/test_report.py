@@ -160,14 +160,19 @@ def test_build_report_writes_every_declared_file(tmp_path):
         (d / "log.csv").write_text("epoch,train_loss,val_balanced_accuracy\n1,0.7,0.6\n2,0.5,0.8\n")
         train.append(d / "train.json")
     out = tmp_path / "reports/demo"
+    configs = [tmp_path / "base.yaml", tmp_path / "override.yaml"]
+    for c in configs:
+        c.write_text(f"# {c.name}\n")
     written = build_report(metrics_files=metrics, train_files=train, out_dir=out, dataset="demo",
                            models=["mnasnet_100", "efficientnet_b2"], train_sets=["telegram", "presocial"],
-                           test_sets=PARTS, results_dir=tmp_path / "results/demo")
+                           test_sets=PARTS, results_dir=tmp_path / "results/demo", config_files=configs)
     assert sorted(map(str, written)) == sorted(report_files(out, ["mnasnet_100", "efficientnet_b2"]))
     for p in written:
         assert p.stat().st_size > 0
     readme = (out / "README.md").read_text()
     assert "Trainings: 2 (model x train set); evaluated cells: 10" in readme
+    for c in configs:  # every config file the run merged, with its hash
+        assert f"`{c}` (sha256 `{hashlib.sha256(c.read_bytes()).hexdigest()[:16]}`)" in readme
     assert "Table 4. Ablation: EfficientNet-B0/B1/B2 trained on Telegram" in readme
     assert "6 of 18 cells built" in readme  # Table 4: the B2 row, its average included
     matrices = list(csv.DictReader((out / "tables/matrices.csv").open()))

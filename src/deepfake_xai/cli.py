@@ -358,7 +358,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     written = build_report(metrics_files=args.metrics, train_files=args.train, out_dir=args.out_dir,
                            dataset=args.dataset, models=args.models, train_sets=args.train_sets,
-                           test_sets=args.test_sets, config_file=args.config, results_dir=args.results,
+                           test_sets=args.test_sets, config_files=args.config, results_dir=args.results,
                            explain_files=args.explain, paper_csv=args.paper)
     print(f"{len(written)} report files -> {args.out_dir} (start at {Path(args.out_dir) / 'README.md'})")
 
@@ -601,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", nargs="+", required=True, help="models with a matrix/confusion figure")
     s.add_argument("--train-sets", nargs="+", required=True)
     s.add_argument("--test-sets", nargs="+", required=True)
-    s.add_argument("--config", help="config file recorded (with its hash) in the README")
+    s.add_argument("--config", nargs="*", default=[],
+                   help="the config files the run merged, in order, recorded with their hashes in the README")
     s.add_argument("--results", help="results folder named for missing cells (default results/DATASET)")
     s.add_argument("--explain", nargs="*", default=[], help="heatmap outputs to link from the README")
     s.add_argument("--paper", help="the paper's tables CSV (default: the copy shipped in the package)")

@@ -42,7 +42,7 @@ rule report:
         test_sets=config["test_sets"],
         # results/{dataset}, read off a train.json path: names the files of missing cells
         results=lambda wc, input: str(Path(input.train[0]).parents[3]),
-        config_file=" ".join(shlex.quote(str(f)) for f in workflow.configfiles[:1]),
+        config_files=[str(f) for f in workflow.configfiles],
     log:
         f"{LOGS}/report.log",
     benchmark:
@@ -53,4 +53,4 @@ rule report:
         "{params.py} workflow/scripts/report.py --metrics {input.metrics:q} --train {input.train:q} "
         "--explain {input.explain:q} --out-dir {params.out_dir:q} --dataset {params.dataset:q} "
         "--models {params.models:q} --train-sets {params.train_sets:q} --test-sets {params.test_sets:q} "
-        "--results {params.results:q} --config {params.config_file} > {log:q} 2>&1"
+        "--results {params.results:q} --config {params.config_files:q} > {log:q} 2>&1"

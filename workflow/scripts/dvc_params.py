@@ -103,7 +103,7 @@ def build(config: dict, configs: list[str]) -> dict:
                              *(f"results/{ds}/heatmaps/{e['model']}/{e['train_set']}/actmax.png"
                                for e in actmax.values())]),
         "models": " ".join(grid_models), "train_sets": " ".join(grid_train_sets),
-        "test_sets": " ".join(config["test_sets"]), "config": configs[0] if configs else "",
+        "test_sets": " ".join(config["test_sets"]), "config": " ".join(configs),
     }
     xai = config["xai"]
     xai_opts = {k: xai[k] for k in ("n_images", "steps", "keep", "batch_size", "seed", "prior_method",

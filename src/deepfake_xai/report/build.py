@@ -46,7 +46,7 @@ def report_files(out_dir: str | Path, models: list[str]) -> list[str]:
 
 def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[str | Path],
                  out_dir: str | Path, dataset: str, models: list[str], train_sets: list[str],
-                 test_sets: list[str], config_file: str | Path | None = None,
+                 test_sets: list[str], config_files: Iterable[str | Path] = (),
                  results_dir: str | Path | None = None, explain_files: Iterable[str | Path] = (),
                  paper_csv: str | Path | None = None) -> list[Path]:
     """Write tables/, figures/ and README.md under ``out_dir`` from the given stage outputs only."""
@@ -70,14 +70,14 @@ def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[s
         written.append(figures.confusion_figure(metrics, m, train_sets, test_sets, figs / f"confusion_{m}.png"))
     readme = out_dir / "README.md"
     write_text(readme, readme_text(tables=tables, summaries=summaries, n_cells=len(metrics), out_dir=out_dir,
-                                   dataset=dataset, models=models, config_file=config_file,
+                                   dataset=dataset, models=models, config_files=list(config_files),
                                    explain_files=list(explain_files)))
     written.append(readme)
     return written
 
 
 def readme_text(*, tables, summaries: dict, n_cells: int, out_dir: Path, dataset: str, models: list[str],
-                config_file, explain_files: list) -> str:
+                config_files: list, explain_files: list) -> str:
     """What was run (config, dataset, commit, device, time) and where each table and figure is."""
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     devices = sorted({s.get("device", "?") for s in summaries.values()})
@@ -86,8 +86,9 @@ def readme_text(*, tables, summaries: dict, n_cells: int, out_dir: Path, dataset
     lines = [f"# Report: {dataset}", "",
              f"Generated {now} by deepfake-xai from commit `{git_commit()}`.", "",
              "## What was run", ""]
-    if config_file:
-        lines.append(f"- Config: `{config_file}` (sha256 `{_sha256(config_file)[:16]}`)")
+    for i, config_file in enumerate(config_files):  # merged in this order
+        role = "Config" if i == 0 else "  then merged"
+        lines.append(f"- {role}: `{config_file}` (sha256 `{_sha256(config_file)[:16]}`)")
     lines += [f"- Dataset: `{dataset}`",
               f"- Trainings: {len(summaries)} (model x train set); evaluated cells: {n_cells}",
               f"- Device(s): {', '.join(devices) or 'none'}; torch {', '.join(torch_versions) or '?'}",
