@@ -76,3 +76,21 @@ def test_bootstrap_is_seeded():
     df = _preds(120, 4)
     assert compute_metrics(df, seed=3)["ci95"] == compute_metrics(df, seed=3)["ci95"]
     assert compute_metrics(df, seed=3)["ci95"] != compute_metrics(df, seed=4)["ci95"]
+
+
+def test_copies_of_one_source_are_resampled_together():
+    """The combined test set holds a source's copies from several platforms: its bootstrap draws
+    sources. Four identical copies per source then give exactly the interval of one copy each,
+    where drawing files would pretend four times the evidence (a narrower interval)."""
+    one = _preds(60, 5)
+    one["source_id"] = [f"s{i}" for i in range(60)]
+    four = pd.concat([one] * 4, ignore_index=True)
+    four["image_id"] = [f"i{i}" for i in range(len(four))]
+    by_source = compute_metrics(four, seed=3)
+    assert by_source["bootstrap_unit"] == "source image" and by_source["n"] == 240
+    assert by_source["ci95"] == compute_metrics(one, seed=3)["ci95"]
+    assert compute_metrics(one, seed=3)["bootstrap_unit"] == "image"  # one image per source
+    by_file = compute_metrics(four.drop(columns="source_id"), seed=3)
+    assert by_file["bootstrap_unit"] == "image"
+    width = lambda m: m["ci95"]["accuracy"][1] - m["ci95"]["accuracy"][0]  # noqa: E731
+    assert width(by_file) < 0.7 * width(by_source)

@@ -57,6 +57,8 @@ def test_tiny_grid_builds_every_cell(tiny_run):
     parts = [json.loads((tiny_run / f"results/tiny/metrics/mnasnet_100/presocial/{p}.json").read_text())
              for p in ("presocial", "facebook", "telegram", "twitter")]
     assert cell["n"] == sum(p["n"] for p in parts)  # combined is the pooled parts
+    # its interval resamples source images (a source's platform copies together); a part's, images
+    assert cell["bootstrap_unit"] == "source image" and {p["bootstrap_unit"] for p in parts} == {"image"}
     for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc",
                 "average_precision", "eer", "confusion_matrix", "ci95", "by_generator"):
         assert key in cell

@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PRED_COLUMNS = ["image_id", "label", "prob", "generator", "psi", "platform"]
+# Written since predictions carry it; older files without it are still read. The combined test set
+# holds up to four copies of one source image, so its bootstrap resamples sources, not files.
+SOURCE_COLUMN = "source_id"
+
+
+def _columns(available) -> list[str]:
+    return PRED_COLUMNS + ([SOURCE_COLUMN] if SOURCE_COLUMN in available else [])
 
 
 def inference_batch_size(settings: dict) -> int:
@@ -42,9 +49,9 @@ def predict_parts(*, weights: str | Path, settings: dict, cache, manifest: "pd.D
         batches = Batches(cache, cache.rows_for(rows["image_id"]), rows["label"].to_numpy(), batch_size,
                           prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
         probs, _ = runner.predict(batches)
-        preds = rows[["image_id", "label", "generator", "psi", "platform"]].copy()
+        preds = rows[["image_id", "label", "generator", "psi", "platform", SOURCE_COLUMN]].copy()
         preds["prob"] = probs
-        out[part] = preds[PRED_COLUMNS]
+        out[part] = preds[PRED_COLUMNS + [SOURCE_COLUMN]]
     return out
 
 
@@ -55,7 +62,7 @@ def pool(parts: "list[pd.DataFrame]") -> "pd.DataFrame":
     out = pd.concat(parts, ignore_index=True)
     if out["image_id"].duplicated().any():
         raise ValueError("the same image_id appears in two parts: were parts pooled twice?")
-    return out[PRED_COLUMNS]
+    return out[_columns(out.columns) if all(SOURCE_COLUMN in p.columns for p in parts) else PRED_COLUMNS]
 
 
 def read_prediction_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -68,12 +75,13 @@ def read_prediction_arrays(path: str | Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path} is not a predictions file: missing columns {missing}")
     # to_pylist keeps pyarrow from importing pandas (its to_numpy conversions do), which is
     # most of a metrics job's start-up time.
-    out = {c: table.column(c).to_pylist() for c in PRED_COLUMNS}
+    out = {c: table.column(c).to_pylist() for c in _columns(table.column_names)}
     out["psi"] = np.array([np.nan if v is None else v for v in out["psi"]], dtype=float)
     out["label"] = np.asarray(out["label"], dtype=np.int64)
     out["prob"] = np.asarray(out["prob"], dtype=float)
-    for c in ("image_id", "generator", "platform"):
-        out[c] = np.asarray(out[c], dtype=object)
+    for c in ("image_id", "generator", "platform", SOURCE_COLUMN):
+        if c in out:
+            out[c] = np.asarray(out[c], dtype=object)
     return out
 
 

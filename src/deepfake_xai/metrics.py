@@ -81,20 +81,38 @@ def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float | None:
 
 
 def bootstrap_intervals(labels: np.ndarray, pred: np.ndarray, n_boot: int, seed: int,
-                        batch: int = 200) -> dict[str, list[float] | None]:
-    """Percentile 95% intervals of accuracy and F1 over ``n_boot`` resamples of the images."""
+                        batch: int = 200, groups: np.ndarray | None = None) -> dict[str, list[float] | None]:
+    """Percentile 95% intervals of accuracy and F1 over ``n_boot`` resamples.
+
+    ``groups`` (e.g. each image's source): resample whole groups, so that correlated copies of one
+    source (the combined test set's four platform copies) count as one draw. Without groups, or
+    when every group is one image, this is the plain image bootstrap (the same draws, the same
+    numbers)."""
     if n_boot <= 0 or len(labels) == 0:
         return {"accuracy": None, "f1": None}
     rng = np.random.default_rng(seed)
-    n = len(labels)
+    if groups is None:
+        member = np.arange(len(labels))
+    else:  # groups numbered in order of first appearance (singletons then draw as images do)
+        _, first, member = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+        rank = np.empty(len(first), dtype=np.int64)
+        rank[np.argsort(first)] = np.arange(len(first))
+        member = rank[member]
+    k = int(member.max()) + 1
+
+    def per_group(x: np.ndarray) -> np.ndarray:
+        return np.bincount(member, weights=x, minlength=k).astype(np.int64)
+
+    n_k = per_group(np.ones(len(labels)))
+    correct_k = per_group((pred == labels).astype(float))
+    tp_k = per_group(((pred == 1) & (labels == 1)).astype(float))
+    fp_k = per_group(((pred == 1) & (labels == 0)).astype(float))
+    fn_k = per_group(((pred == 0) & (labels == 1)).astype(float))
     acc, f1 = [], []
     for start in range(0, n_boot, batch):
-        idx = rng.integers(0, n, size=(min(batch, n_boot - start), n))
-        yl, yp = labels[idx], pred[idx]
-        tp = np.sum((yp == 1) & (yl == 1), axis=1)
-        fp = np.sum((yp == 1) & (yl == 0), axis=1)
-        fn = np.sum((yp == 0) & (yl == 1), axis=1)
-        acc.append(np.mean(yp == yl, axis=1))
+        idx = rng.integers(0, k, size=(min(batch, n_boot - start), k))
+        tp, fp, fn = tp_k[idx].sum(axis=1), fp_k[idx].sum(axis=1), fn_k[idx].sum(axis=1)
+        acc.append(correct_k[idx].sum(axis=1) / n_k[idx].sum(axis=1))
         denom = 2 * tp + fp + fn
         f1.append(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0))
     acc, f1 = np.concatenate(acc), np.concatenate(f1)
@@ -114,6 +132,9 @@ def compute_metrics(
     if len(labels) == 0:
         raise ValueError("no predictions: the test set is empty")
     pred = (scores >= threshold).astype(int)
+    sources = predictions["source_id"] if "source_id" in predictions else None
+    if sources is not None and len(set(sources)) == len(labels):
+        sources = None  # one image per source: the image bootstrap
     tn, fp, fn, tp = confusion(labels, pred)
     precision = _div(tp, tp + fp)
     recall = _div(tp, tp + fn)
@@ -133,8 +154,9 @@ def compute_metrics(
         "average_precision": average_precision(labels, scores),
         "eer": equal_error_rate(labels, scores),
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
-        "ci95": bootstrap_intervals(labels, pred, n_boot, seed),
+        "ci95": bootstrap_intervals(labels, pred, n_boot, seed, groups=sources),
         "bootstrap": n_boot,
+        "bootstrap_unit": "source image" if sources is not None else "image",
     }
     groups = []
     gens = np.asarray(predictions["generator"]).astype(str)
