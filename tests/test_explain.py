@@ -196,16 +196,22 @@ def test_activation_maximization_raises_the_target_logit():
     torch.testing.assert_close(both[0], alone[0], atol=1e-5, rtol=1e-4)
 
 
-def test_explain_command_prints_a_verdict_and_writes_a_panel(tmp_path, synth_root):
+def _explain_command(tmp_path, synth_root, arch: str, *options: str) -> subprocess.CompletedProcess:
+    """`deepfake-xai explain` on one synthetic fake with a freshly initialized ``arch``'s weights."""
     from safetensors.torch import save_file
 
-    model, _ = _model("mnasnet_100", "bn2")
+    model = create_model(arch).eval()
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
     image = next((synth_root / "TrueFace_PreSocial/Fake/StyleGAN/images-psi-0.5").glob("*.png"))
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "deepfake_xai.cli", "explain", str(image), "--weights", str(tmp_path / "w.safetensors"),
-         "--arch", "mnasnet_100", "--size", "32", "--method", "gradcam", "guided_backprop", "cam",
-         "--out", str(tmp_path / "panel.png")], capture_output=True, text=True)
+         "--arch", arch, *options, "--out", str(tmp_path / "panel.png")], capture_output=True, text=True, timeout=300)
+
+
+def test_explain_command_prints_a_verdict_and_writes_a_panel(tmp_path, synth_root):
+    torch.manual_seed(0)
+    proc = _explain_command(tmp_path, synth_root, "mnasnet_100", "--size", "32", "--method", "gradcam",
+                            "guided_backprop", "cam")
     assert proc.returncode == 0, proc.stderr
     assert ("FAKE" in proc.stdout) or ("REAL" in proc.stdout)
     from PIL import Image
@@ -231,15 +237,9 @@ def test_the_default_cam_layer_is_the_input_of_the_global_pool(arch):
 
 
 def test_explain_command_on_a_timm_model_outside_the_registry(tmp_path, synth_root):
-    from safetensors.torch import save_file
-
-    model, _ = _model("convnext_atto", "stages.3")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
-    image = next((synth_root / "TrueFace_PreSocial/Fake/StyleGAN/images-psi-0.5").glob("*.png"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "deepfake_xai.cli", "explain", str(image), "--weights", str(tmp_path / "w.safetensors"),
-         "--arch", "convnext_atto", "--size", "64", "--resize", "64", "--method", "gradcam", "cam",
-         "--out", str(tmp_path / "panel.png")], capture_output=True, text=True, timeout=300)
+    torch.manual_seed(0)
+    proc = _explain_command(tmp_path, synth_root, "convnext_atto", "--size", "64", "--resize", "64", "--method",
+                            "gradcam", "cam")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "explaining layer 'norm_pre' (the input of the global pool" in proc.stdout
     assert (tmp_path / "panel.png").exists()
