@@ -103,6 +103,12 @@ def test_a_bulk_batch_costs_one_forward_pass_and_explains_the_predicted_class():
     for name in ("gradcam", "layercam"):
         one = get_method(name)(model, x, torch.from_numpy(predicted), tl)
         assert np.allclose(res["maps"][name], one.numpy(), atol=1e-3)  # float16 storage
+    # "predicted" follows the metrics' decision threshold (evaluate.threshold), not a fixed 0.5
+    threshold = float(np.median(probs))
+    moved = explain_cell(model=model, target_layer=tl, images=x, methods=["gradcam"], batch_size=4, progress=False,
+                         threshold=threshold)
+    assert list(moved["targets"]) == list((probs >= threshold).astype(int))
+    assert 0 < moved["targets"].sum() < len(x)
 
 
 class ReLUNet(nn.Module):

@@ -256,3 +256,18 @@ def test_sanity_maps_of_the_randomized_model_explain_the_trained_models_classes(
     assess.assess_cell(runner=runner, layer=model.squeeze, cell=cell, boxes=[None] * 6, settings={}, n_images=6,
                        steps=2, keep=0.2, road_percentiles=[])
     assert seen == [targets.tolist()]
+
+
+def test_robustness_accuracy_uses_the_decision_threshold():
+    from deepfake_xai.explain.assess import robustness
+    from deepfake_xai.train import Runner
+
+    runner = Runner(PoolToOne().eval(), torch.device("cpu"), {"image_size": H})
+    crops = np.zeros((8, H, W, 3), np.uint8)
+    labels = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+
+    def predict(x):  # P(fake) = 0.6 for every image
+        return torch.tensor([[0.4, 0.6]]).repeat(len(x), 1)
+
+    assert robustness(predict, runner, crops, labels, [], [])["clean"] == 3 / 8  # 0.6 >= 0.5: all "fake"
+    assert robustness(predict, runner, crops, labels, [], [], threshold=0.7)["clean"] == 5 / 8  # all "real"

@@ -249,21 +249,22 @@ def cmd_explain_cell(args: argparse.Namespace) -> None:
 
     runner, layer, settings = _load_for_explain(args)
     preds = read_prediction_arrays(args.predictions)
-    ids = select_sample(preds, args.n_images, args.shared, args.seed)
+    ids = select_sample(preds, args.n_images, args.shared, args.seed, threshold=args.threshold)
     manifest = read_manifest(args.manifest, args.dataset).set_index("image_id")
     cache = ImageCache(args.cache, args.cache_index)
     crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(ids))), runner.image_size).numpy()
     images = runner.inputs(torch.from_numpy(crops))
     result = explain_cell(model=runner.model, target_layer=layer, images=images, methods=args.methods,
-                          targets=args.target, batch_size=args.batch_size, amp=args.amp, progress=not args.quiet)
+                          targets=args.target, batch_size=args.batch_size, amp=args.amp, progress=not args.quiet,
+                          threshold=args.threshold)
     labels = manifest.loc[ids, "label"].to_numpy()
     write_maps(args.out, image_ids=ids, labels=labels, crops=crops, result=result,
                meta={"arch": settings["arch"], "target_layer": settings.get("target_layer"),
-                     "target": args.target, "device": str(runner.device)})
+                     "target": args.target, "threshold": args.threshold, "device": str(runner.device)})
     Path(args.panels_dir).mkdir(parents=True, exist_ok=True)
     for i in range(min(args.panels, len(ids))):
         maps = {k: v[i] for k, v in result["maps"].items()}
-        save_png(gradcam_panel(crops[i], maps, int(labels[i]), float(result["probs"][i])),
+        save_png(gradcam_panel(crops[i], maps, int(labels[i]), float(result["probs"][i]), args.threshold),
                  Path(args.panels_dir) / f"panel_{i:02d}.png")
     rate = len(ids) / max(1e-9, sum(result["seconds"].values()))
     na = "; ".join(f"{k}: not applicable ({v})" for k, v in result["not_applicable"].items())
@@ -302,7 +303,8 @@ def cmd_xai_cell(args: argparse.Namespace) -> None:
                          n_images=args.n_images, steps=args.steps, keep=args.keep,
                          road_percentiles=args.road_percentiles, seed=args.seed, test_crops=test_crops,
                          test_labels=np.asarray(preds["label"]), jpeg_qualities=args.jpeg, scales=args.scales,
-                         batch_size=args.batch_size, robustness_images=args.robustness_images)
+                         batch_size=args.batch_size, robustness_images=args.robustness_images,
+                         threshold=args.threshold)
     result.update({"model": args.model, "train_set": args.train_set, "test_set": args.test_set})
     write_json(args.out, nan_to_none(result))
     scored = {m: e for m, e in result["methods"].items() if not e["flat_maps"]}
@@ -541,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shared", type=int, default=4, help="model-independent images first (montages)")
     s.add_argument("--panels", type=int, default=4)
     s.add_argument("--target", choices=["predicted", "fake", "real"], default="predicted")
+    s.add_argument("--threshold", type=float, default=0.5,
+                   help="P(fake) at or above which an image is predicted fake (evaluate.threshold)")
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--amp", action="store_true", help="bf16 forward on CUDA (maps within ~3e-2 of fp32)")
@@ -557,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--train-set", required=True)
     s.add_argument("--test-set", required=True)
     s.add_argument("--n-images", type=int, default=16, help="explained images scored (the first n)")
+    s.add_argument("--threshold", type=float, default=0.5,
+                   help="P(fake) at or above which an image is predicted fake (robustness accuracy)")
     s.add_argument("--steps", type=int, default=8, help="deletion/insertion steps")
     s.add_argument("--keep", type=float, default=0.2, help="fraction of pixels kept for the confidence score")
     s.add_argument("--road-percentiles", type=int, nargs="*", default=[20, 50, 80])

@@ -33,6 +33,7 @@ rule explain:
         batch_size=EXPLAIN["batch_size"],
         seed=EXPLAIN["seed"],
         amp="--amp" if EXPLAIN["amp"] else "",
+        threshold=config["evaluate"]["threshold"],
     log:
         f"{LOGS}/explain/{{model}}/{{train_set}}/{{test_set}}.log",
     benchmark:
@@ -49,7 +50,7 @@ rule explain:
         "--settings-json {params.settings:q} --cache {input.cache_npy:q} --cache-index {input.cache_index:q} "
         "--manifest {input.manifest:q} --dataset {params.dataset:q} --predictions {input.predictions:q} "
         "--methods {params.methods:q} --n-images {params.n_images} --shared {params.shared} "
-        "--panels {params.panels} --target {params.target} --batch-size {params.batch_size} "
+        "--panels {params.panels} --target {params.target} --threshold {params.threshold} --batch-size {params.batch_size} "
         "--seed {params.seed} --out {output.maps:q} --panels-dir {output.panels:q} "
         "--threads {threads} --device {params.device:q} {params.amp} > {log:q} 2>&1"
 

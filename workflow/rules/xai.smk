@@ -28,6 +28,7 @@ rule xai_metrics:
         robustness_images=XAI["robustness_images"],
         batch_size=XAI["batch_size"],
         seed=XAI["seed"],
+        threshold=config["evaluate"]["threshold"],
     log:
         f"{LOGS}/xai_metrics/{{model}}/{{train_set}}/{{test_set}}.log",
     benchmark:
@@ -46,7 +47,7 @@ rule xai_metrics:
         "--model {wildcards.model:q} --train-set {wildcards.train_set:q} --test-set {wildcards.test_set:q} "
         "--n-images {params.n_images} --steps {params.steps} --keep {params.keep} "
         "--road-percentiles {params.road} --jpeg {params.jpeg} --scales {params.scales} "
-        "--robustness-images {params.robustness_images} "
+        "--robustness-images {params.robustness_images} --threshold {params.threshold} "
         "--batch-size {params.batch_size} --seed {params.seed} --out {output:q} "
         "--threads {threads} --device {params.device:q} > {log:q} 2>&1"
 

@@ -28,7 +28,7 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
                 steps: int, keep: float, road_percentiles: list[int], seed: int = 0,
                 test_crops: np.ndarray | None = None, test_labels: np.ndarray | None = None,
                 jpeg_qualities: list[int] = (), scales: list[float] = (), batch_size: int = 64,
-                robustness_images: int | None = None) -> dict:
+                robustness_images: int | None = None, threshold: float = 0.5) -> dict:
     """Scores per method for the first ``n_images`` explained images of ``cell`` (a read maps file).
 
     ``boxes``: each explained image's evidence box in input pixels, or None (reals, unknown).
@@ -121,7 +121,7 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
         test_crops, test_labels = test_crops[pick], np.asarray(test_labels)[pick]
     if test_crops is not None and len(test_crops):
         result["robustness"] = robustness(predict, runner, test_crops, np.asarray(test_labels),
-                                          jpeg_qualities, scales, batch_size)
+                                          jpeg_qualities, scales, batch_size, threshold)
     result["seconds"] = time.perf_counter() - t0
     return result
 
@@ -143,13 +143,13 @@ def _layer_name(model: torch.nn.Module, layer: torch.nn.Module) -> str:
 
 
 def robustness(predict, runner, crops: np.ndarray, labels: np.ndarray, jpeg_qualities, scales,
-               batch_size: int = 64) -> dict:
+               batch_size: int = 64, threshold: float = 0.5) -> dict:
     """Accuracy on the clean test crops, re-compressed at each JPEG quality and rescaled by each factor."""
     def accuracy(batch: np.ndarray) -> float:
         correct = 0
         for i in range(0, len(batch), batch_size):
             p = predict(runner.inputs(torch.from_numpy(batch[i:i + batch_size])))[:, 1].cpu().numpy()
-            correct += int(((p >= 0.5).astype(int) == labels[i:i + batch_size]).sum())
+            correct += int(((p >= threshold).astype(int) == labels[i:i + batch_size]).sum())
         return correct / max(1, len(batch))
 
     return {"n": int(len(crops)), "clean": accuracy(crops),

@@ -45,16 +45,17 @@ def _fake_probability(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), 1)[:, 1]
 
 
-def _target_classes(targets: str, logits: torch.Tensor) -> torch.Tensor:
-    """The class each image is explained for: the predicted one, or always "fake" or "real"."""
+def _target_classes(targets: str, threshold: float, logits: torch.Tensor) -> torch.Tensor:
+    """The class each image is explained for: the predicted one (fake when P(fake) >= ``threshold``,
+    the metrics' decision threshold), or always "fake" or "real"."""
     if targets == "predicted":
-        return (_fake_probability(logits) >= 0.5).long()
+        return (_fake_probability(logits) >= threshold).long()
     return torch.full((len(logits),), 1 if targets == "fake" else 0, dtype=torch.long, device=logits.device)
 
 
 def explain_cell(*, model: torch.nn.Module, target_layer: torch.nn.Module, images: torch.Tensor,
                  methods: list[str], targets: str | torch.Tensor = "predicted", batch_size: int = 16,
-                 amp: bool = False, progress: bool = True) -> dict:
+                 amp: bool = False, progress: bool = True, threshold: float = 0.5) -> dict:
     """Maps of every method for normalized ``images`` (N, 3, H, W) on the model's device.
 
     ``targets``: "predicted", "fake" or "real", or one class per image (e.g. another model's targets,
@@ -78,7 +79,7 @@ def explain_cell(*, model: torch.nn.Module, target_layer: torch.nn.Module, image
     for start in tqdm(range(0, len(images), batch_size), desc="explain", unit="batch", disable=not progress):
         x = images[start : start + batch_size]
         # a named target comes from the capture's own forward pass (no separate prediction pass)
-        chosen_targets = (partial(_target_classes, targets) if isinstance(targets, str)
+        chosen_targets = (partial(_target_classes, targets, threshold) if isinstance(targets, str)
                           else torch.as_tensor(targets)[start : start + batch_size].to(x.device))
         ctx = Context.capture(model, x, chosen_targets, target_layer, need_gradients=need_grad,
                               need_input_grad=need_input_grad, amp=amp)

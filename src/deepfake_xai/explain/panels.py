@@ -46,9 +46,10 @@ def grid(rows: list[list[Image.Image]]) -> Image.Image:
     return out
 
 
-def gradcam_panel(crop: np.ndarray, maps: dict[str, np.ndarray], label: int, prob: float) -> Image.Image:
+def gradcam_panel(crop: np.ndarray, maps: dict[str, np.ndarray], label: int, prob: float,
+                  threshold: float = 0.5) -> Image.Image:
     """Original with prediction, Grad-CAM heatmap, overlay, guided backprop, guided Grad-CAM."""
-    verdict = "fake" if prob >= 0.5 else "real"
+    verdict = "fake" if prob >= threshold else "real"
     truth = "fake" if label == 1 else "real"
     tiles = [_label(_tile(crop), f"{verdict} p={prob:.2f} ({truth})")]
     if "gradcam" in maps:
