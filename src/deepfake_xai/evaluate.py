@@ -62,7 +62,7 @@ def pool(parts: "list[pd.DataFrame]") -> "pd.DataFrame":
     out = pd.concat(parts, ignore_index=True)
     if out["image_id"].duplicated().any():
         raise ValueError("the same image_id appears in two parts: were parts pooled twice?")
-    return out[_columns(out.columns) if all(SOURCE_COLUMN in p.columns for p in parts) else PRED_COLUMNS]
+    return out[PRED_COLUMNS + ([SOURCE_COLUMN] if all(SOURCE_COLUMN in p.columns for p in parts) else [])]
 
 
 def read_prediction_arrays(path: str | Path) -> dict[str, np.ndarray]:

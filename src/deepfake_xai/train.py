@@ -97,15 +97,6 @@ def settings_hash(settings: dict) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _ids_digest(*id_lists) -> str:
-    """A short hash of image id lists, in order (the train and val images a run uses)."""
-    h = hashlib.sha256()
-    for ids in id_lists:
-        h.update("\n".join(map(str, ids)).encode())
-        h.update(b"\0")
-    return h.hexdigest()[:16]
-
-
 class Normalizer(torch.nn.Module):
     """uint8 NHWC batch on the device -> float NCHW normalized, optionally channels_last."""
 
@@ -404,7 +395,8 @@ def train(
     # a checkpoint resumes only the same run: the same settings, images (a split change must not resume
     # weights that saw today's test images) and number of processes (it sets the schedule)
     ident = settings_hash({**settings, "train_set": train_set, "world": dist.world,
-                           "images": _ids_digest(train_rows["image_id"], val_rows["image_id"])})
+                           "train_ids": train_rows["image_id"].astype(str).tolist(),
+                           "val_ids": val_rows["image_id"].astype(str).tolist()})
 
     ckpt_path = out_dir / CHECKPOINT
     start_epoch, log, best = 1, [], {"score": -1.0, "epoch": 0, "state": None}

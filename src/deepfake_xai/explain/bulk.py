@@ -76,11 +76,12 @@ def explain_cell(*, model: torch.nn.Module, target_layer: torch.nn.Module, image
     seconds = {m.name: 0.0 for m in chosen}
     probs, tgts = [], []
     guided_model = None
+    given = None if isinstance(targets, str) else torch.as_tensor(targets).to(images.device)
     for start in tqdm(range(0, len(images), batch_size), desc="explain", unit="batch", disable=not progress):
         x = images[start : start + batch_size]
         # a named target comes from the capture's own forward pass (no separate prediction pass)
-        chosen_targets = (partial(_target_classes, targets, threshold) if isinstance(targets, str)
-                          else torch.as_tensor(targets)[start : start + batch_size].to(x.device))
+        chosen_targets = (partial(_target_classes, targets, threshold) if given is None
+                          else given[start : start + batch_size])
         ctx = Context.capture(model, x, chosen_targets, target_layer, need_gradients=need_grad,
                               need_input_grad=need_input_grad, amp=amp)
         p, t = _fake_probability(ctx.logits), ctx.targets
