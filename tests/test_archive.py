@@ -71,3 +71,46 @@ def test_zip_symlink_escaping_is_refused(tmp_path):
         zf.writestr(info, "../../etc/passwd")
     with pytest.raises(UnsafeArchiveError, match="symlink"):
         extract_all([z], tmp_path / "data")
+
+
+def _zip_link(zf, name, target):
+    info = zipfile.ZipInfo(name)
+    info.create_system, info.external_attr = 3, (0o120777 << 16)
+    zf.writestr(info, target)
+
+
+def test_zip_symlink_chain_cannot_climb_out(tmp_path):
+    # Each link is inside as text (a/l1 -> .. is the root; a/l1/l2 -> .. reads as a), but on disk
+    # a/l1/l2 is <root>/l2 and points above the root: the file below it would land outside.
+    z = tmp_path / "chain.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        _zip_link(zf, "a/l1", "..")
+        _zip_link(zf, "a/l1/l2", "..")
+        zf.writestr("a/l1/l2/ESCAPED.txt", b"x")
+    out = tmp_path / "out"
+    with pytest.raises(UnsafeArchiveError, match="outside the target folder"):
+        extract_all([z], out / "data")
+    assert not any(p.name == "ESCAPED.txt" for p in tmp_path.rglob("*"))
+    assert not (out / "data").exists() and not any(p.name.startswith(".data") for p in out.iterdir())
+
+
+def test_zip_member_named_like_an_earlier_symlink_is_refused(tmp_path):
+    # Writing it would follow the link: refused rather than guessing which of the two was meant.
+    z = tmp_path / "over.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("target.txt", b"keep")
+        _zip_link(zf, "link", "target.txt")
+        zf.writestr("link", b"overwritten")
+    with pytest.raises(UnsafeArchiveError, match="through a symlink"):
+        extract_all([z], tmp_path / "data")
+    assert not (tmp_path / "data").exists()
+
+
+def test_zip_links_that_stay_inside_still_extract(tmp_path):
+    z = tmp_path / "ok.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("Real/FFHQ/00000.png", b"x")
+        _zip_link(zf, "Real/alias", "FFHQ")
+        zf.writestr("Real/alias/00001.png", b"y")
+    out = extract_all([z], tmp_path / "data")
+    assert (out / "Real/FFHQ/00001.png").read_bytes() == b"y"

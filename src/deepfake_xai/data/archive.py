@@ -70,6 +70,12 @@ def check_zip(archive: Path, zf: zipfile.ZipFile) -> None:
                 )
 
 
+def _lands_inside(root: str, path: Path) -> bool:
+    """Whether ``path``, with every symlink on disk resolved, is ``root`` or below it."""
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def extract_into(archive: str | Path, target: str | Path) -> None:
     """Extract one archive (tar, tar.gz/bz2/xz, zip) into ``target`` after checking every member."""
     archive, target = Path(archive), Path(target)
@@ -77,12 +83,25 @@ def extract_into(archive: str | Path, target: str | Path) -> None:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             check_zip(archive, zf)
+            root = os.path.realpath(target)
             for info in zf.infolist():
+                # The names were checked as text; an earlier symlink member can still redirect a
+                # later member's folder, so where each member really lands is checked on disk too
+                # (what tarfile's "data" filter does for tars).
+                dest = target / info.filename
+                if not _lands_inside(root, dest.parent):
+                    raise UnsafeArchiveError(
+                        f"{archive}: member {info.filename!r} lands outside the target folder through a symlink")
                 if stat.S_ISLNK(info.external_attr >> 16):
-                    dest = target / info.filename
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     os.symlink(zf.read(info).decode(), dest)
+                    if not _lands_inside(root, dest):
+                        raise UnsafeArchiveError(
+                            f"{archive}: symlink {info.filename!r} points outside the target folder")
                 else:
+                    if dest.is_symlink():
+                        raise UnsafeArchiveError(
+                            f"{archive}: member {info.filename!r} would be written through a symlink")
                     zf.extract(info, target)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
