@@ -153,6 +153,30 @@ def test_profile_requests_gpus_for_gpu_rules_only():
     assert profile["set-resources"]["cache"]["slurm_partition"] == profile["set-resources"]["train"]["slurm_partition"]
 
 
+class _Resources(dict):
+    __getattr__ = dict.__getitem__
+
+
+def test_profile_gives_gpu_jobs_their_cpus_per_gpu_and_cpu_jobs_their_threads():
+    """What the SLURM jobstep plugin turns the profile into (its own function): an explicit
+    cpus_per_task wins over cpus_per_gpu, so a default cpus_per_task must not reach the GPU rules."""
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm_jobstep import get_cpu_setting
+
+    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+    for rule, threads in profile["set-threads"].items():
+        res = _Resources({**profile["default-resources"], **profile["set-resources"].get(rule, {})})
+        job = SimpleNamespace(threads=threads, resources=res)
+        if rule in GPU_RULES:
+            assert get_cpu_setting(job, gpu=True) == f"--cpus-per-gpu={res['cpus_per_gpu']}", rule
+        else:
+            assert get_cpu_setting(job, gpu=False) == f"--cpus-per-task={threads}", rule
+    manifest = SimpleNamespace(threads=16, resources=_Resources(
+        {**profile["default-resources"], **profile["set-resources"]["manifest"]}))
+    assert get_cpu_setting(manifest, gpu=False) == "--cpus-per-task=16"  # the rule's own threads
+
+
 def _test_profile(dst: Path) -> Path:
     """The project's SLURM profile adapted to the test cluster: its partition, no account, no GPUs."""
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
