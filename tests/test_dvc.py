@@ -67,6 +67,19 @@ def test_params_yaml_in_the_repo_matches_the_default_config(tmp_path):
         "params.yaml is stale: run python workflow/scripts/dvc_params.py --config config/config.yaml"
 
 
+def test_archive_names_that_share_a_dvc_key_are_refused(tmp_path):
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["dataset"] = "mirror"
+    cfg["data"].update(source="trueface", download=[{"url": "https://m/a.b.zip", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"},
+                                                    {"url": "https://m/a_b.zip", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}])
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, str(REPO / "workflow/scripts/dvc_params.py"), "--config",
+                           str(tmp_path / "m.yaml"), "--out", str(tmp_path / "params.yaml")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode != 0 and not (tmp_path / "params.yaml").exists()
+    assert "'a_b.zip' and 'a.b.zip' give one DVC key" in proc.stderr
+
+
 def test_dvc_repro_builds_every_cell_and_a_second_run_does_nothing(repro):
     wd, out = repro
     cells = sorted(p.relative_to(wd).as_posix() for p in (wd / "results/tiny/metrics").rglob("*.json"))

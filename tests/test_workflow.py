@@ -191,6 +191,13 @@ def test_a_platform_left_out_of_the_test_sets_is_never_predicted(synth_copy, tmp
     ('models={"resnet5": {}}', "timm has no model named 'resnet5'"),
     ('grid=[{"models": ["vgg16"], "train_sets": ["presocial"]}]', "grid: model 'vgg16' is not defined"),
     ('test_sets=["instagram"]', "test_sets.0: 'instagram' is not one of"),
+    # two mirrors' archives with one file name would download into one file, the second replacing the first
+    ('data={"source": "trueface", "download": [{"url": "https://m/pre/part1.zip", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}, '
+     '{"url": "https://m/post/part1.zip", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}]}',
+     "data.download[1]: the archive name 'part1.zip' (url 'https://m/post/part1.zip') is also that of "
+     "'https://m/pre/part1.zip'"),
+    ('data={"source": "trueface", "download": [{"url": "https://m/", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}]}',
+     "data.download[0]: the url 'https://m/' ends in no usable file name"),
 ])
 def test_bad_config_fails_before_any_job(tmp_path, override, message):
     wd = copy_repo(tmp_path)

@@ -6,8 +6,11 @@ DVC stages and the command line all resolve a model's settings through these sam
 
 from __future__ import annotations
 
+import re
 from itertools import product
+from pathlib import PurePosixPath
 from typing import Iterable
+from urllib.parse import urlparse
 
 from .data.layout import PLATFORM_PARTS
 from .registry import REGISTRY, info
@@ -96,8 +99,29 @@ def explain_cells(config: dict) -> list[tuple[str, str, str]]:
     return list(wanted)
 
 
+_ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def download_archives(config: dict) -> dict[str, dict]:
+    """``data.download`` keyed by each archive's file name (its ``name``, else the URL's last path
+    part). Two entries with one name would download into one file, the second replacing the first,
+    so a clash is an error naming both URLs."""
+    out: dict[str, dict] = {}
+    for i, entry in enumerate(config["data"]["download"]):
+        name = entry.get("name") or PurePosixPath(urlparse(entry["url"]).path).name
+        if not _ARCHIVE_NAME.match(name) or name in (".", ".."):
+            raise ValueError(f"data.download[{i}]: the url {entry['url']!r} ends in no usable file name "
+                             f"({name!r}); give the entry a name: (letters, digits, '_', '.', '-')")
+        if name in out:
+            raise ValueError(f"data.download[{i}]: the archive name {name!r} (url {entry['url']!r}) is also that "
+                             f"of {out[name]['url']!r}; give one of them a different name:")
+        out[name] = entry
+    return out
+
+
 def check(config: dict) -> None:
     """Cross-key checks the schema cannot express; raise ``ValueError`` naming the key and value."""
+    download_archives(config)
     models = config["models"]
     for block in config.get("grid") or []:
         for m in block["models"]:

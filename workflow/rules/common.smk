@@ -1,8 +1,7 @@
 # Configuration validation and helper functions shared by every rule file.
 import json
 import re
-from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
+from pathlib import Path
 import shlex
 import sys
 
@@ -63,7 +62,7 @@ if DATA_GENERATED and DATA_CFG["source"] == "trueface" and not DATA_CFG["downloa
         "data.download (archive URLs and SHA-256 sums) is set"
     )
 
-ARCHIVES = {(a.get("name") or PurePosixPath(urlparse(a["url"]).path).name): a for a in DATA_CFG["download"]}
+ARCHIVES = dxcfg.download_archives(config)
 
 
 def archive_files() -> list[str]:

@@ -14,8 +14,6 @@ import argparse
 import json
 import shlex
 import sys
-from pathlib import PurePosixPath
-from urllib.parse import urlparse
 
 import yaml
 
@@ -57,8 +55,10 @@ def build(config: dict, configs: list[str]) -> dict:
         if not data["download"]:
             raise SystemExit("error: data.download lists no archives")
         archives = {}
-        for a in data["download"]:
-            name = a.get("name") or PurePosixPath(urlparse(a["url"]).path).name
+        for name, a in dxcfg.download_archives(config).items():
+            if _key(name) in archives:
+                raise SystemExit(f"error: data.download: the archive names {name!r} and "
+                                 f"{archives[_key(name)]['name']!r} give one DVC key; rename one of them")
             archives[_key(name)] = {
                 "name": name,
                 "cmd": f"python workflow/scripts/download.py --url {shlex.quote(a['url'])} "
