@@ -80,6 +80,60 @@ def test_archive_names_that_share_a_dvc_key_are_refused(tmp_path):
     assert "'a_b.zip' and 'a.b.zip' give one DVC key" in proc.stderr
 
 
+@pytest.fixture
+def mirror(tmp_path):
+    """Two TrueFace-like zip archives served over HTTP on 127.0.0.1."""
+    import functools
+    import http.server
+    import threading
+    import zipfile
+
+    root = tmp_path / "mirror"
+    for part, member in (("pre", "TrueFace_PreSocial/Real/FFHQ/00000.png"),
+                         ("post", "TrueFace_PostSocial/Telegram/Real/FFHQ/00000_TL.jpeg")):
+        (root / part).mkdir(parents=True)
+        with zipfile.ZipFile(root / part / f"{part}.zip", "w") as zf:
+            zf.writestr(member, part.encode())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield {part: {"url": f"http://127.0.0.1:{srv.server_address[1]}/{part}/{part}.zip",
+                  "sha256": hashlib.sha256((root / part / f"{part}.zip").read_bytes()).hexdigest()}
+           for part in ("pre", "post")}
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_dvc_downloads_are_pinned_by_checksum_and_only_configured_archives_are_extracted(tmp_path, mirror):
+    def trueface(cfg):
+        cfg["dataset"] = "mirror"
+        cfg["data"].update(source="trueface", download=[mirror["pre"], mirror["post"]])
+
+    wd = dvc_repo(tmp_path / "wd", edit=trueface)
+    out = sh(wd, "dvc", "repro", "extract")
+    assert ran_stages(out.stdout + out.stderr) == {"download@pre_zip", "download@post_zip", "extract"}
+    data = wd / "resources/mirror/data"
+    assert (data / "TrueFace_PreSocial/Real/FFHQ/00000.png").read_bytes() == b"pre"
+    # the downloader's and the manifest's code change: nothing is downloaded again
+    for name in ("download.py", "manifest.py"):
+        with open(wd / "src/deepfake_xai/data" / name, "a") as fh:
+            fh.write("\n# edited\n")
+    # a file left in the archives folder is not part of the dataset
+    shutil.copy(wd / "resources/mirror/archives/pre.zip", wd / "resources/mirror/archives/stray.zip.part")
+    out = sh(wd, "dvc", "repro", "extract")
+    assert not {s for s in ran_stages(out.stdout + out.stderr) if s.startswith("download")}
+    assert sorted(p.name for p in data.iterdir()) == ["TrueFace_PostSocial", "TrueFace_PreSocial"]
+    # an archive dropped from the config is no longer extracted
+    cfg = yaml.safe_load((wd / "tiny.yaml").read_text())
+    cfg["data"]["download"] = [mirror["post"]]
+    (wd / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    sh(wd, sys.executable, "workflow/scripts/dvc_params.py", "--config", "tiny.yaml")
+    out = sh(wd, "dvc", "repro", "extract")
+    assert "extract" in ran_stages(out.stdout + out.stderr)
+    assert sorted(p.name for p in data.iterdir()) == ["TrueFace_PostSocial"]
+
+
 def test_dvc_repro_builds_every_cell_and_a_second_run_does_nothing(repro):
     wd, out = repro
     cells = sorted(p.relative_to(wd).as_posix() for p in (wd / "results/tiny/metrics").rglob("*.json"))

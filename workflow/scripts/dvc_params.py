@@ -46,24 +46,27 @@ def build(config: dict, configs: list[str]) -> dict:
             "data.download (or run this config with Snakemake)"
         )
     arch_dir = f"resources/{ds}/archives"
+    # Generated and downloaded archives are separate stages: the generator's code shapes its tar, while
+    # a download is pinned by its checksum alone (a change to the downloader must not re-download).
+    synthetic, downloads = {}, {}
     if data["source"] == "synthetic":
         synth = _json({**data["synthetic"], "platforms": data["platforms"]})
-        archives = {"synthetic_tar": {"name": "synthetic.tar",
-                                      "cmd": f"python workflow/scripts/synth.py --archive {arch_dir}/synthetic.tar "
-                                             f"--config-json '{synth}'"}}
+        synthetic = {"synthetic_tar": {"name": "synthetic.tar",
+                                       "cmd": f"python workflow/scripts/synth.py --archive {arch_dir}/synthetic.tar "
+                                              f"--config-json '{synth}'"}}
     else:
         if not data["download"]:
             raise SystemExit("error: data.download lists no archives")
-        archives = {}
         for name, a in dxcfg.download_archives(config).items():
-            if _key(name) in archives:
+            if _key(name) in downloads:
                 raise SystemExit(f"error: data.download: the archive names {name!r} and "
-                                 f"{archives[_key(name)]['name']!r} give one DVC key; rename one of them")
-            archives[_key(name)] = {
+                                 f"{downloads[_key(name)]['name']!r} give one DVC key; rename one of them")
+            downloads[_key(name)] = {
                 "name": name,
                 "cmd": f"python workflow/scripts/download.py --url {shlex.quote(a['url'])} "
                        f"--sha256 {a['sha256']} --out {arch_dir}/{shlex.quote(name)}",
             }
+    archive_paths = " ".join(f"{arch_dir}/{shlex.quote(e['name'])}" for e in (*synthetic.values(), *downloads.values()))
     manifest = _json({k: data[k] for k in ("splits", "max_rejected_fraction", "ignore", "workers", "verify")})
     settings = {m: dxcfg.model_settings(config, m) for m in config["models"]}
     caches = {}
@@ -131,7 +134,8 @@ def build(config: dict, configs: list[str]) -> dict:
     n = compute["gpus_per_job"]
     compute["launcher"] = "python" if n <= 1 else f"torchrun --standalone --nproc_per_node {n}"
     return {
-        "configs": configs, "dataset": ds, "archives": archives, "manifest_json": manifest,
+        "configs": configs, "dataset": ds, "synthetic_archives": synthetic, "downloads": downloads,
+        "archive_paths": archive_paths, "manifest_json": manifest,
         "caches": caches, "pairs": pairs, "cells": cells, "settings": settings,
         "test_parts": " ".join(dxcfg.required_test_parts(config)), "compute": compute, "evaluate": config["evaluate"],
         "explain": explain_opts, "explain_cells": explain, "montages": montages, "actmax": actmax,
