@@ -249,3 +249,50 @@ def test_explain_command_on_a_timm_model_outside_the_registry(tmp_path, synth_ro
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "explaining layer 'norm_pre' (the input of the global pool" in proc.stdout
     assert (tmp_path / "panel.png").exists()
+
+
+def test_explain_command_preprocesses_like_training_and_uses_the_threshold(tmp_path):
+    """With the train.json a training job writes beside the weights, `explain` resizes and crops as
+    the model was trained (resize 96, center crop 80, input 64 of a 200 x 160 photo): its printed
+    probability equals the model's on exactly those pixels; --threshold decides the verdict."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from deepfake_xai.data.cache import preprocess
+    from deepfake_xai.train import IMAGENET_MEAN, IMAGENET_STD
+
+    torch.manual_seed(0)
+    model = create_model("mnasnet_100").eval()
+    torch.nn.init.normal_(model.classifier.weight, std=0.01)  # probabilities away from 0 and 1
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    settings = {"arch": "mnasnet_100", "resize": 96, "center_crop": 80, "image_size": 64, "target_layer": None}
+    (tmp_path / "train.json").write_text(json.dumps({"model": "m", "settings": settings}))
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (160, 200, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
+
+    def prob(crop):
+        x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255
+        x = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
+        with torch.no_grad():
+            return float(model(x).softmax(1)[0, 1])
+
+    photo = Image.open(tmp_path / "photo.png").convert("RGB")
+    expected = prob(preprocess(photo, 96, 80)[8:72, 8:72])
+    assert f"{prob(preprocess(photo, None, 64)):.4f}" != f"{expected:.4f}"  # no resize: another number
+
+    def explain(*options):
+        proc = subprocess.run([sys.executable, "-m", "deepfake_xai.cli", "explain", str(tmp_path / "photo.png"),
+                               "--weights", str(tmp_path / "model.safetensors"), "--method", "gradcam",
+                               "--out", str(tmp_path / "panel.png"), *options],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    out = explain("--threshold", "0")
+    assert f"settings from {tmp_path / 'train.json'}" in out
+    assert f"FAKE (probability of fake {expected:.4f}, threshold 0;" in out and "input 64 px" in out
+    assert f"REAL (probability of fake {expected:.4f}, threshold 1;" in explain("--threshold", "1")
+    assert Image.open(tmp_path / "panel.png").size[0] >= 3 * 128

@@ -384,31 +384,52 @@ def cmd_actmax(args: argparse.Namespace) -> None:
     print(f"activation maximization (left real, right fake) -> {args.out}; logit first/last step: {traces}")
 
 
+def _explain_settings(args: argparse.Namespace) -> dict:
+    """The model's settings for `explain`: --settings-json, else the train.json a training job wrote
+    beside the weights, else --arch and --size; --arch, --size and --resize given on the command line
+    override either."""
+    settings = args.settings_json
+    summary = Path(args.weights).with_name("train.json")
+    if settings is None and summary.is_file():
+        settings = json.loads(summary.read_text()).get("settings")
+        if not isinstance(settings, dict) or "arch" not in settings:
+            raise SystemExit(f"error: {summary} has no 'settings' with an 'arch'; pass --settings-json or --arch")
+        print(f"settings from {summary}")
+    settings = dict(settings or {"arch": "efficientnet_b2", "image_size": 64, "target_layer": None})
+    for key, value in (("arch", args.arch), ("image_size", args.size), ("resize", args.resize)):
+        if value is not None:
+            settings[key] = value
+    settings.setdefault("image_size", 64)
+    return settings
+
+
 def cmd_explain(args: argparse.Namespace) -> None:
     import torch
 
     from .data.cache import preprocess
     from .data.images import load_rgb
     from .explain.bulk import explain_cell
-    from .explain.panels import gradcam_panel, grid, save_png
+    from .explain.panels import gradcam_panel, grid, overlay_tile, save_png
+    from .train import crop_batch
 
-    if args.settings_json is None:
-        args.settings_json = {"arch": args.arch, "image_size": args.size, "target_layer": None}
-    args.settings_json.setdefault("image_size", args.size)
+    args.settings_json = _explain_settings(args)
     runner, layer, settings = _load_for_explain(args)
-    crop = preprocess(load_rgb(args.image), args.resize, runner.image_size)
+    # the training pipeline's own steps: resize (if the model's settings do), center-crop the cached
+    # size, then the runner center-crops the model input
+    crop = preprocess(load_rgb(args.image), settings.get("resize"),
+                      max(settings.get("center_crop") or 0, runner.image_size))
     images = runner.inputs(torch.from_numpy(crop[None]))
     result = explain_cell(model=runner.model, target_layer=layer, images=images, methods=args.method,
-                          targets=args.target, batch_size=1, progress=False)
+                          targets=args.target, batch_size=1, progress=False, threshold=args.threshold)
     prob = float(result["probs"][0])
-    print(f"{args.image}: {'FAKE' if prob >= 0.5 else 'REAL'} (probability of fake {prob:.4f})")
+    print(f"{args.image}: {'FAKE' if prob >= args.threshold else 'REAL'} (probability of fake {prob:.4f}, "
+          f"threshold {args.threshold:g}; {settings['arch']}, input {runner.image_size} px)")
     for name, reason in result["not_applicable"].items():
         print(f"  {name}: not applicable ({reason})")
     maps = {k: v[0] for k, v in result["maps"].items()}
-    panel = gradcam_panel(crop, maps, int(prob >= 0.5), prob)
-    from .explain.panels import overlay_tile
-
-    extra = [overlay_tile(crop, m, k) for k, m in maps.items()
+    shown = crop_batch(torch.from_numpy(crop[None]), runner.image_size)[0].numpy()  # what the model saw
+    panel = gradcam_panel(shown, maps, None, prob, args.threshold)
+    extra = [overlay_tile(shown, m, k) for k, m in maps.items()
              if k not in ("gradcam", "guided_backprop", "guided_gradcam")]
     save_png(grid([[panel], extra]) if extra else panel, args.out)
     print(f"panel -> {args.out}")
@@ -624,9 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("explain", help="verdict and heatmap panel for one image")
     s.add_argument("image")
     explain_inputs(s, cell=False)
-    s.add_argument("--arch", default="efficientnet_b2", help="when --settings-json is not given")
-    s.add_argument("--size", type=int, default=64, help="model input side (center crop)")
-    s.add_argument("--resize", type=int, help="resize the shorter side first (weakens traces)")
+    s.add_argument("--arch", help="the model's timm architecture (default: from the train.json beside "
+                   "--weights, else efficientnet_b2)")
+    s.add_argument("--size", type=int, help="model input side, a center crop (default: from train.json, else 64)")
+    s.add_argument("--resize", type=int, help="resize the shorter side first (default: from train.json, else none)")
+    s.add_argument("--threshold", type=float, default=0.5,
+                   help="P(fake) at or above which the image is called fake (evaluate.threshold)")
     s.add_argument("--method", nargs="+", default=["gradcam", "guided_backprop", "guided_gradcam", "saliency"])
     s.add_argument("--target", choices=["predicted", "fake", "real"], default="predicted")
     s.add_argument("--out", default="explanation.png")

@@ -46,12 +46,13 @@ def grid(rows: list[list[Image.Image]]) -> Image.Image:
     return out
 
 
-def gradcam_panel(crop: np.ndarray, maps: dict[str, np.ndarray], label: int, prob: float,
+def gradcam_panel(crop: np.ndarray, maps: dict[str, np.ndarray], label: int | None, prob: float,
                   threshold: float = 0.5) -> Image.Image:
-    """Original with prediction, Grad-CAM heatmap, overlay, guided backprop, guided Grad-CAM."""
+    """Original with prediction (and the true class in brackets when ``label`` is known), Grad-CAM
+    heatmap, overlay, guided backprop, guided Grad-CAM."""
     verdict = "fake" if prob >= threshold else "real"
-    truth = "fake" if label == 1 else "real"
-    tiles = [_label(_tile(crop), f"{verdict} p={prob:.2f} ({truth})")]
+    truth = "" if label is None else f" ({'fake' if label == 1 else 'real'})"
+    tiles = [_label(_tile(crop), f"{verdict} p={prob:.2f}{truth}")]
     if "gradcam" in maps:
         tiles += [_label(_tile(colorize(maps["gradcam"])), "Grad-CAM"),
                   _label(_tile(overlay(crop, maps["gradcam"])), "overlay")]
