@@ -296,3 +296,23 @@ def test_explain_command_preprocesses_like_training_and_uses_the_threshold(tmp_p
     assert f"FAKE (probability of fake {expected:.4f}, threshold 0;" in out and "input 64 px" in out
     assert f"REAL (probability of fake {expected:.4f}, threshold 1;" in explain("--threshold", "1")
     assert Image.open(tmp_path / "panel.png").size[0] >= 3 * 128
+
+
+def test_a_bulk_cell_makes_one_guided_copy_and_batching_changes_no_map(monkeypatch):
+    """The guided model (a deep copy with guided activations) is made once per cell, not per batch
+    (vgg19's is 560 MB), and the maps equal those of one single batch."""
+    from deepfake_xai.explain import guided
+    from deepfake_xai.explain.bulk import explain_cell
+
+    model, layer = _model("mnasnet_100", "bn2")
+    copies = []
+    original = guided.guided_copy
+    monkeypatch.setattr(guided, "guided_copy", lambda m: copies.append(1) or original(m))
+    x = _batch(8, 32)
+    methods = ["guided_backprop", "guided_gradcam"]
+    batched = explain_cell(model=model, target_layer=layer, images=x, methods=methods, batch_size=2, progress=False)
+    assert len(copies) == 1
+    whole = explain_cell(model=model, target_layer=layer, images=x, methods=methods, batch_size=8, progress=False)
+    for name in methods:
+        np.testing.assert_allclose(batched["maps"][name].astype(np.float32),
+                                   whole["maps"][name].astype(np.float32), atol=2e-3)

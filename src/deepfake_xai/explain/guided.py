@@ -90,6 +90,7 @@ def _guided(ctx: Context) -> torch.Tensor:
         if gm is None:
             gm = guided_copy(ctx.model)
             gm._is_guided = True
+            ctx.cache["guided_model"] = gm  # bulk runs hand it to the next batch: one copy per cell
         with torch.enable_grad():
             ctx.cache["guided"] = guided_gradients(gm, ctx.images, ctx.targets)
     return ctx.cache["guided"]
