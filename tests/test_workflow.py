@@ -151,6 +151,25 @@ def test_changing_one_models_lr_replans_that_model_only(tiny_run):
     assert len([j for j in jobs if j[0] == "metrics"]) == 10
 
 
+def test_changing_only_worker_counts_replans_nothing_and_reaches_the_jobs(tiny_run):
+    """Worker and loader-thread counts set how fast a job runs, not what it makes: no data,
+    training or evaluation job re-runs, and the new values still reach the commands that would run."""
+    import yaml
+
+    cfg = yaml.safe_load((tiny_run / "tiny.yaml").read_text())
+    cfg["data"]["workers"] = 3
+    cfg["data"]["synthetic"]["workers"] = 3
+    cfg["train"]["loader_workers"] = 5
+    (tiny_run / "tiny_workers.yaml").write_text(yaml.safe_dump(cfg))
+    proc = run_snakemake(tiny_run, "-n", "--configfile", "tiny_workers.yaml")
+    # only the report, which records the config files' names (tiny_workers.yaml now)
+    assert {rule for rule, _ in planned_jobs(proc.stdout)} == {"report"}
+    forced = run_snakemake(tiny_run, "-n", "-p", "--cores", "8", "--configfile", "tiny_workers.yaml",
+                           "--forceall").stdout
+    assert re.search(r"synth\.py .*--workers 3", forced) and re.search(r"manifest\.py .*--workers 3", forced)
+    assert re.search(r"train\.py .*--loader-workers 5", forced)
+
+
 def test_a_cell_rebuilt_from_scratch_is_identical(tiny_run):
     cell = "results/tiny/metrics/efficientnet_b0/telegram/twitter.json"
     before = (tiny_run / cell).read_text()

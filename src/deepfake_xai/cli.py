@@ -88,7 +88,7 @@ def cmd_manifest(args: argparse.Namespace) -> None:
             seed=splits.get("seed", 0),
             max_rejected_fraction=cfg.get("max_rejected_fraction", 0.01),
             ignore=cfg.get("ignore", []),
-            workers=cfg.get("workers", 4),
+            workers=args.workers or cfg.get("workers", 4),
             verify=cfg.get("verify", "quick"),
             progress=not args.quiet,
         )
@@ -132,6 +132,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .train import train
 
     _check_prediction_args(args.parts, args.predictions, args.combined, "--predictions")
+    if args.loader_workers is not None:
+        args.settings_json = {**args.settings_json, "loader_workers": args.loader_workers}
     cache = ImageCache(args.cache, args.cache_index)
     manifest = read_manifest(args.manifest, args.dataset)
     summary = train(
@@ -480,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config-json", type=_json_arg, help="the data config section as JSON")
     s.add_argument("--require-test-parts", nargs="*", default=[],
                    help="platform parts that must have test images (the configured test sets)")
+    s.add_argument("--workers", type=int, help="processes reading the images (default: the config's workers, else 4)")
     s.set_defaults(func=cmd_manifest)
 
     s = sub.add_parser("cache", help="decode every manifest image once into a uint8 memory-mapped array")
@@ -515,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--predictions", nargs="*", default=[], help="one predictions Parquet per --parts entry")
     s.add_argument("--combined", help="also write the parts pooled (the combined test set) here")
     s.add_argument("--model", help="the config's name for the model, recorded in train.json (default: its arch)")
+    s.add_argument("--loader-workers", type=int,
+                   help="threads that read batches ahead (default: the settings' loader_workers, else 2)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("predict", help="predictions of a trained model on test parts")

@@ -18,6 +18,8 @@ from .registry import REGISTRY, info
 TEST_PARTS = PLATFORM_PARTS  # test sets that are inferred; "combined" is pooled from them
 # Keys that shape the cached images; models sharing them share one cache.
 CACHE_KEYS = ("resize", "center_crop")
+# Keys that set only how fast a job runs, never what it computes: not part of a run's identity.
+SPEED_KEYS = ("workers", "loader_workers")
 
 
 def model_settings(config: dict, name: str) -> dict:

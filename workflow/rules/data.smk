@@ -10,7 +10,7 @@ if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
             f"resources/{DATASET}/archives/synthetic.tar",
         params:
             py=PY,
-            cfg=as_json({**DATA_CFG["synthetic"], "platforms": DATA_CFG["platforms"]}),
+            cfg=as_json({**without_speed_keys(DATA_CFG["synthetic"]), "platforms": DATA_CFG["platforms"]}),
         log:
             f"{LOGS}/synthesize.log",
         benchmark:
@@ -19,7 +19,8 @@ if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
         conda:
             "../../environment.yml"
         shell:
-            "{params.py} workflow/scripts/synth.py --archive {output:q} --config-json {params.cfg:q} > {log:q} 2>&1"
+            "{params.py} workflow/scripts/synth.py --archive {output:q} --config-json {params.cfg:q} "
+            "--workers {threads} > {log:q} 2>&1"
 
 
 if DATA_GENERATED and DATA_CFG["source"] == "trueface":
@@ -86,4 +87,4 @@ rule manifest:
     shell:
         "{params.py} workflow/scripts/manifest.py --root {input:q} --dataset {params.dataset:q} "
         "--out {output.manifest:q} --rejected {output.rejected:q} --summary {output.summary:q} "
-        "--config-json {params.cfg:q} --require-test-parts {params.test_parts:q} > {log:q} 2>&1"
+        "--config-json {params.cfg:q} --require-test-parts {params.test_parts:q} --workers {threads} > {log:q} 2>&1"

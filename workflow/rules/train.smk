@@ -59,6 +59,8 @@ rule train:
     threads: COMPUTE["train_threads"]
     resources:
         gpu=COMPUTE["gpus_per_job"],
+        # how fast batches are read, not what is trained: a resource, so changing it re-runs nothing
+        loader_workers=lambda wc: dxcfg.model_settings(config, wc.model)["loader_workers"],
     conda:
         "../../environment.yml"
     shell:
@@ -66,4 +68,5 @@ rule train:
         "--cache-index {input.cache_index:q} --manifest {input.manifest:q} --dataset {params.dataset:q} "
         "--settings-json {params.settings:q} --model {wildcards.model:q} --train-set {wildcards.train_set:q} "
         "--out-dir {params.out_dir:q} --threads {threads} --device {params.device:q} "
-        "--parts {params.parts:q} --predictions {params.part_files:q} {params.combined:q} > {log:q} 2>&1"
+        "--parts {params.parts:q} --predictions {params.part_files:q} {params.combined:q} "
+        "--loader-workers {resources.loader_workers} > {log:q} 2>&1"

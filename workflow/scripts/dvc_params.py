@@ -32,6 +32,11 @@ def _json(obj) -> str:
     return text
 
 
+def _speedless(section: dict) -> dict:
+    """``section`` less the keys that set only how fast a job runs."""
+    return {k: v for k, v in section.items() if k not in dxcfg.SPEED_KEYS}
+
+
 def _key(*parts: str) -> str:
     """A foreach key: DVC parameter paths split on dots, so none may appear in a key."""
     return "-".join(parts).replace(".", "_")
@@ -50,10 +55,10 @@ def build(config: dict, configs: list[str]) -> dict:
     # a download is pinned by its checksum alone (a change to the downloader must not re-download).
     synthetic, downloads = {}, {}
     if data["source"] == "synthetic":
-        synth = _json({**data["synthetic"], "platforms": data["platforms"]})
+        synth = _json({**_speedless(data["synthetic"]), "platforms": data["platforms"]})
         synthetic = {"synthetic_tar": {"name": "synthetic.tar",
                                        "cmd": f"python workflow/scripts/synth.py --archive {arch_dir}/synthetic.tar "
-                                              f"--config-json '{synth}'"}}
+                                              f"--config-json '{synth}' --workers {data['synthetic']['workers']}"}}
     else:
         if not data["download"]:
             raise SystemExit("error: data.download lists no archives")
@@ -67,8 +72,11 @@ def build(config: dict, configs: list[str]) -> dict:
                        f"--sha256 {a['sha256']} --out {arch_dir}/{shlex.quote(name)}",
             }
     archive_paths = " ".join(f"{arch_dir}/{shlex.quote(e['name'])}" for e in (*synthetic.values(), *downloads.values()))
-    manifest = _json({k: data[k] for k in ("splits", "max_rejected_fraction", "ignore", "workers", "verify")})
-    settings = {m: dxcfg.model_settings(config, m) for m in config["models"]}
+    manifest = _json({k: data[k] for k in ("splits", "max_rejected_fraction", "ignore", "verify")})
+    # speed-only keys go into the commands, not the tracked values (DVC still re-runs a stage whose
+    # command changed, so set them before the first `dvc repro`)
+    settings = {m: _speedless(dxcfg.model_settings(config, m)) for m in config["models"]}
+    loader_workers = {m: dxcfg.model_settings(config, m)["loader_workers"] for m in config["models"]}
     caches = {}
     pairs = {}
     for model, train_set in dxcfg.training_pairs(config):
@@ -78,6 +86,7 @@ def build(config: dict, configs: list[str]) -> dict:
         pred_dir = f"results/{ds}/predictions/{model}/{train_set}"
         pairs[_key(model, train_set)] = {
             "model": model, "train_set": train_set, "cache": cache, "settings_json": _json(s),
+            "loader_workers": loader_workers[model],
             "predictions": " ".join(f"{pred_dir}/{part}.parquet" for part in dxcfg.required_test_parts(config)),
             "combined": f"--combined {pred_dir}/combined.parquet" if "combined" in config["test_sets"] else "",
         }
@@ -135,7 +144,7 @@ def build(config: dict, configs: list[str]) -> dict:
     compute["launcher"] = "python" if n <= 1 else f"torchrun --standalone --nproc_per_node {n}"
     return {
         "configs": configs, "dataset": ds, "synthetic_archives": synthetic, "downloads": downloads,
-        "archive_paths": archive_paths, "manifest_json": manifest,
+        "archive_paths": archive_paths, "manifest_json": manifest, "data_workers": data["workers"],
         "caches": caches, "pairs": pairs, "cells": cells, "settings": settings,
         "test_parts": " ".join(dxcfg.required_test_parts(config)), "compute": compute, "evaluate": config["evaluate"],
         "explain": explain_opts, "explain_cells": explain, "montages": montages, "actmax": actmax,
