@@ -10,7 +10,7 @@ import pytest
 
 from deepfake_xai.data.manifest import (
     LayoutError, ManifestError, assign_splits, build_manifest, parse_path, read_manifest,
-    write_manifest,
+    unpartnered_copies, write_manifest,
 )
 
 # Ground truth of each class folder, written out by hand (independent of the code under test).
@@ -47,7 +47,9 @@ def _check_labels(manifest: pd.DataFrame, n_files: int):
         t = _truth_of(row.path)
         assert (row.label, row.generator, row.platform) == (t["label"], t["generator"], t["platform"]), row.path
         assert (pd.isna(row.psi) and t["psi"] is None) or row.psi == t["psi"], row.path
-        assert row.source_id == f"{t['folder'].lower()}/{t['stem']}", row.path
+        number = t["stem"].removeprefix("seed")
+        stem = str(int(number)) if number.isdigit() else t["stem"]  # "seed0042" and "000042" are image 42
+        assert row.source_id == f"{t['folder'].lower()}/{stem}", row.path
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -206,3 +208,36 @@ def test_manifest_of_another_dataset_is_refused(synth_root, tmp_path):
     assert len(read_manifest(tmp_path / "manifest.parquet", "synthetic")) == len(manifest)
     with pytest.raises(ManifestError, match="written for dataset 'synthetic'"):
         read_manifest(tmp_path / "manifest.parquet", "trueface")
+
+
+def test_spellings_of_one_image_across_platforms_share_one_source():
+    """TrueFace copies name a fake "seed1234.png" before sharing and "001234_TL.jpeg" after, put the
+    classes in "0_Real"/"1_Fake" on some platforms and the first StyleGAN in "StyleGAN1": one image's
+    copies must still share one source_id, or they would be split apart (test images seen in training)."""
+    fake = ["TrueFace_PreSocial/Fake/StyleGAN1/images-psi-0.5/seed1234.png",
+            "TrueFace_PostSocial/Telegram/1_Fake/StyleGAN/images-psi-0.5/001234_TL.jpeg",
+            "TrueFace_PostSocial/Facebook/Train/Fake/StyleGAN/images-psi-0.5/seed1234_FB.jpg",
+            "TrueFace_PostSocial/Twitter/Fake/stylegan/images-psi-0.5/0001234_TW.jpg"]
+    infos = [parse_path(p) for p in fake]
+    assert {i.source_id for i in infos} == {"fake/stylegan/images-psi-0.5/1234"}
+    assert {(i.label, i.generator, i.psi) for i in infos} == {(1, "stylegan", 0.5)}
+    real = [parse_path("TrueFace_PreSocial/Real/FFHQ/00042.png"),
+            parse_path("TrueFace_PostSocial/Twitter/0_Real/FFHQ/00042_TW.jpg")]
+    assert {i.source_id for i in real} == {"real/ffhq/42"} and {i.label for i in real} == {0}
+    # other numbers, generators or psi stay apart
+    assert parse_path("TrueFace_PostSocial/Telegram/1_Fake/StyleGAN/images-psi-0.5/001235_TL.jpeg").source_id \
+        != infos[0].source_id
+    assert parse_path("TrueFace_PreSocial/Fake/StyleGAN2/conf-f-psi-0.5/seed1234.png").source_id != infos[0].source_id
+
+
+def test_copies_without_a_presocial_partner_are_reported(synth_root):
+    manifest, _ = build_manifest(synth_root, progress=False)
+    assert unpartnered_copies(manifest) == {}  # the generator names every copy after its source
+    renamed = manifest.copy()
+    telegram = renamed["platform"] == "telegram"
+    renamed.loc[telegram, "source_id"] = "x/" + renamed.loc[telegram, "source_id"]
+    report = unpartnered_copies(renamed)
+    assert list(report) == ["telegram"]
+    n, total, examples = report["telegram"]
+    assert n == total == int(telegram.sum()) and len(examples) == 3
+    assert all("Telegram" in e for e in examples)

@@ -75,7 +75,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
 
 def cmd_manifest(args: argparse.Namespace) -> None:
-    from .data.manifest import ManifestError, build_manifest, summarize, write_manifest
+    from .data.manifest import ManifestError, build_manifest, summarize, unpartnered_copies, write_manifest
     from .io import write_csv, write_parquet
 
     cfg = args.config_json or {}
@@ -112,6 +112,11 @@ def cmd_manifest(args: argparse.Namespace) -> None:
     print(f"{len(manifest)} images in {args.out}; {len(rejected)} rejected (see {args.rejected})")
     for path, reason in rejected.head(10).itertuples(index=False):
         print(f"  rejected {path}: {reason}")
+    for platform, (n, total, examples) in unpartnered_copies(manifest).items():
+        print(f"warning: {n} of {total} {platform} images have no pre-social image of the same source "
+              f"(e.g. {', '.join(examples)}); if they are shared copies, their file names differ from the "
+              "pre-social ones in a way the manifest does not recognize, and they are split apart from them",
+              file=sys.stderr)
 
 
 def cmd_cache(args: argparse.Namespace) -> None:

@@ -40,6 +40,13 @@ _POST = re.compile(r"^(truefaces?[_\- ]?)?post[_\- ]?social$", re.I)
 _PSI = re.compile(r"psi[_\-]?([0-9]+(?:\.[0-9]+)?)", re.I)
 _SPLIT_DIRS = {"train": "train", "training": "train", "test": "test", "testing": "test",
                "val": "val", "validation": "val"}
+# Spellings seen in TrueFace copies: class folders "0_Real"/"1_Fake" beside "Real"/"Fake", the first
+# StyleGAN as "StyleGAN1" beside "StyleGAN", and a fake's number as "seed1234" before sharing but
+# "001234_TL" after. Each copy of one image must get one source_id (the split key), so these
+# spellings are reduced to one form: "real"/"fake", "stylegan", and the number without padding.
+_CLASS_DIR = re.compile(r"^(?:\d+[_\- ]?)?(real|fake)$", re.I)
+_GENERATOR_ALIASES = {"stylegan1": "stylegan"}
+_NUMBERED_STEM = re.compile(r"^(?:seed)?0*(\d+)$", re.I)
 
 
 class LayoutError(ValueError):
@@ -96,11 +103,12 @@ def parse_path(rel: str | PurePosixPath) -> PathInfo:
     below = parts[start:]
     if len(below) < 3:
         raise LayoutError(f"{rel}: expected Real/<source>/... or Fake/<generator>/... below {platform}")
-    kind = below[0].lower()
-    if kind not in ("real", "fake"):
-        raise LayoutError(f"{rel}: expected a Real or Fake folder, found {below[0]!r}")
+    kind = _CLASS_DIR.match(below[0])
+    if kind is None:
+        raise LayoutError(f"{rel}: expected a Real or Fake folder (or 0_Real, 1_Fake), found {below[0]!r}")
+    kind = kind.group(1).lower()
     label = int(kind == "fake")
-    generator = below[1].lower()
+    generator = _GENERATOR_ALIASES.get(below[1].lower(), below[1].lower())
     if label == 1 and not generator.startswith("stylegan") and generator not in _extra_generators():
         raise LayoutError(f"{rel}: unknown generator folder {below[1]!r} below Fake/")
     psi = None
@@ -113,7 +121,9 @@ def parse_path(rel: str | PurePosixPath) -> PathInfo:
         suffix = layout.PLATFORM_SUFFIXES[platform]
         if stem.upper().endswith(suffix.upper()):
             stem = stem[: -len(suffix)]
-    source_id = "/".join([*(c.lower() for c in below[:-1]), stem])
+    numbered = _NUMBERED_STEM.match(stem)
+    source_id = "/".join([kind, generator, *(c.lower() for c in below[2:-1]),
+                          numbered.group(1) if numbered else stem])
     return PathInfo(label, generator, psi, platform, source_id, splits.pop() if splits else None)
 
 
@@ -282,6 +292,22 @@ def build_manifest(
     manifest = manifest.sort_values("image_id", kind="stable").reset_index(drop=True)
     manifest.attrs["fingerprint"] = dataset_fingerprint(list(zip(manifest["path"], manifest["bytes"])))
     return manifest[MANIFEST_COLUMNS], rejected_df
+
+
+def unpartnered_copies(manifest: pd.DataFrame) -> dict[str, tuple[int, int, list[str]]]:
+    """Per social platform: (images whose source_id no pre-social image has, images, first such
+    paths). In TrueFace every shared image is a copy of a pre-social one, so many of these mean the
+    platform's file naming differs from the pre-social one and its copies are split on their own."""
+    pre = set(manifest.loc[manifest["platform"] == "presocial", "source_id"])
+    if not pre:
+        return {}
+    out = {}
+    for platform in layout.POST_PLATFORMS:
+        rows = manifest[manifest["platform"] == platform]
+        alone = rows[~rows["source_id"].isin(pre)]
+        if len(alone):
+            out[platform] = (len(alone), len(rows), alone["path"].head(3).tolist())
+    return out
 
 
 def summarize(manifest: pd.DataFrame) -> pd.DataFrame:
