@@ -227,6 +227,39 @@ def test_flat_maps_are_reported_not_scored():
     assert len(sal["deletion_curve"]) == 5 and sal["sanity"] in ("passes", "fails")
 
 
+def test_flat_maps_of_single_images_are_left_out_and_counted():
+    """A method whose map is flat for some images only (a CAM a ReLU zeroed) is scored on its other
+    images: exactly the scores of a cell without the flat ones."""
+    from deepfake_xai.explain.assess import assess_cell
+    from deepfake_xai.explain.bulk import explain_cell
+    from deepfake_xai.train import Runner
+
+    torch.manual_seed(0)
+    model = PoolToOne().eval()
+    runner = Runner(model, torch.device("cpu"), {"image_size": H})
+    crops = (255 * torch.rand(6, H, W, 3)).to(torch.uint8).numpy()
+    made = explain_cell(model=model, target_layer=model.squeeze, images=runner.inputs(torch.from_numpy(crops)),
+                        methods=["saliency"], progress=False)
+    maps = made["maps"]["saliency"].copy()
+    maps[[0, 3]] = 0
+    labels, boxes = np.array([0, 1] * 3), [None, (4, 4, 8, 8)] * 3
+
+    def assess(keep_rows):
+        cell = {"image_ids": [str(i) for i in keep_rows], "crops": crops[keep_rows],
+                "maps": {"saliency": maps[keep_rows]}, "targets": made["targets"][keep_rows],
+                "labels": labels[keep_rows], "info": {}}
+        return assess_cell(runner=runner, layer=model.squeeze, cell=cell, boxes=[boxes[i] for i in keep_rows],
+                           settings={}, n_images=len(keep_rows), steps=4, keep=0.2,
+                           road_percentiles=[50])["methods"]["saliency"]
+
+    mixed, clean = assess([0, 1, 2, 3, 4, 5]), assess([1, 2, 4, 5])
+    assert mixed["flat_images"] == 2 and clean["flat_images"] == 0 and not mixed["flat_maps"]
+    assert mixed["energy_in_box"]["n"] == 2 and mixed["deletion_auc"]["n"] == 4
+    for key in ("deletion_auc", "insertion_auc", "road", "energy_in_box", "pointing_game", "confidence_drop"):
+        assert mixed[key]["mean"] == pytest.approx(clean[key]["mean"], abs=1e-6), key
+    assert mixed["sanity"] == clean["sanity"]
+
+
 def test_sanity_maps_of_the_randomized_model_explain_the_trained_models_classes(monkeypatch):
     """Adebayo et al. compare maps of the same image for the same class: the randomized model is
     explained for the cell's targets, not for whatever it predicts itself."""

@@ -20,8 +20,13 @@ SCORE_KEYS = ("deletion_auc", "insertion_auc", "deletion_curve", "insertion_curv
               "pointing_game", "energy_in_box", "box_area_share", "face_share_real", "face_share_fake")
 
 
+def _flat_each(maps: np.ndarray) -> np.ndarray:
+    """Per map: whether it ranks no pixel above another (constant, e.g. all zero after a ReLU)."""
+    return maps.reshape(len(maps), -1).std(axis=1) < 1e-6
+
+
 def _flat(maps: np.ndarray) -> bool:
-    return bool(np.all(maps.reshape(len(maps), -1).std(axis=1) < 1e-6))
+    return bool(np.all(_flat_each(maps)))
 
 
 def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, settings: dict, n_images: int,
@@ -76,32 +81,42 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
                       "flat_maps": True, "sanity": "undetermined (flat maps)"}
             continue
         maps = cell["maps"][m][:n].astype(np.float32)
+        # Flat maps of single images (a CAM that a ReLU zeroed everywhere) are left out of this
+        # method's scores, and counted: they would be scored by deleting pixels in raster order.
+        ok = ~_flat_each(maps)
+        sel = torch.from_numpy(np.flatnonzero(ok))
+        maps, imgs, tgts = maps[ok], images[sel.to(images.device)], targets[sel]
+        m_box, m_masks, m_labels, m_base = has_box[ok], masks[ok], labels[ok], base[ok]
+        m_ends = {mode: tuple(a[ok] for a in pair) for mode, pair in ends.items()}
         tmaps = torch.from_numpy(maps)
-        deletion = Q.perturbation_curve(predict, images, tmaps, targets, steps, "deletion", batch_size,
-                                        ends["deletion"])
-        insertion = Q.perturbation_curve(predict, images, tmaps, targets, steps, "insertion", batch_size,
-                                         ends["insertion"])
-        kept = Q.keep_top_confidence(predict, images, tmaps, targets, keep)
+        deletion = Q.perturbation_curve(predict, imgs, tmaps, tgts, steps, "deletion", batch_size,
+                                        m_ends["deletion"])
+        insertion = Q.perturbation_curve(predict, imgs, tmaps, tgts, steps, "insertion", batch_size,
+                                         m_ends["insertion"])
+        kept = Q.keep_top_confidence(predict, imgs, tmaps, tgts, keep)
         entry = {
             "deletion_auc": Q.mean_ci(Q.curve_auc(deletion)),
             "insertion_auc": Q.mean_ci(Q.curve_auc(insertion)),
             "deletion_curve": deletion.mean(axis=0).tolist(),
             "insertion_curve": insertion.mean(axis=0).tolist(),
             f"confidence_keep{round(100 * keep)}": Q.mean_ci(kept),
-            "confidence_drop": Q.mean_ci(np.clip(base - kept, 0, None) / np.maximum(base, 1e-6)),
-            "road": Q.mean_ci(Q.road_scores(predict, images, maps, targets.tolist(), road_percentiles,
+            "confidence_drop": Q.mean_ci(np.clip(m_base - kept, 0, None) / np.maximum(m_base, 1e-6)),
+            "road": Q.mean_ci(Q.road_scores(predict, imgs, maps, tgts.tolist(), road_percentiles,
                                                batch_size))
             if road_percentiles else None,
-            "pointing_game": Q.mean_ci(Q.pointing_game(maps[has_box], masks[has_box])) if has_box.any() else None,
-            "energy_in_box": Q.mean_ci(Q.energy_inside(maps[has_box], masks[has_box])) if has_box.any() else None,
-            "box_area_share": float(masks[has_box].mean()) if has_box.any() else None,
-            "face_share_real": Q.mean_ci(Q.energy_inside(maps[labels == 0], np.broadcast_to(face, maps[labels == 0].shape)))
-            if (labels == 0).any() else None,
-            "face_share_fake": Q.mean_ci(Q.energy_inside(maps[labels == 1], np.broadcast_to(face, maps[labels == 1].shape)))
-            if (labels == 1).any() else None,
+            "pointing_game": Q.mean_ci(Q.pointing_game(maps[m_box], m_masks[m_box])) if m_box.any() else None,
+            "energy_in_box": Q.mean_ci(Q.energy_inside(maps[m_box], m_masks[m_box])) if m_box.any() else None,
+            "box_area_share": float(m_masks[m_box].mean()) if m_box.any() else None,
+            "face_share_real": Q.mean_ci(Q.energy_inside(maps[m_labels == 0],
+                                                         np.broadcast_to(face, maps[m_labels == 0].shape)))
+            if (m_labels == 0).any() else None,
+            "face_share_fake": Q.mean_ci(Q.energy_inside(maps[m_labels == 1],
+                                                         np.broadcast_to(face, maps[m_labels == 1].shape)))
+            if (m_labels == 1).any() else None,
         }
         entry["flat_maps"] = False
-        rm = random_maps[m].astype(np.float32) if m in random_maps else None
+        entry["flat_images"] = int((~ok).sum())
+        rm = random_maps[m].astype(np.float32)[ok] if m in random_maps else None
         if rm is None:
             entry["sanity"] = "undetermined (no maps from the randomized model)"
         elif _flat(rm):
