@@ -83,6 +83,16 @@ def test_cam_is_not_applicable_to_vgg19_and_the_bulk_output_says_so():
     assert "cam" in res["not_applicable"] and "cam" not in res["maps"] and res["maps"]["gradcam"].shape == (2, 32, 32)
 
 
+def test_cam_on_a_layer_before_the_heads_input_is_not_applicable():
+    """EfficientNet's conv_head has the classifier's 1280 channels but bn2 + SiLU follow it: CAM
+    there would not be Zhou's CAM, so it says so; on bn2 (the head's input) it applies."""
+    model, conv_head = _model("efficientnet_b0", "conv_head")
+    x = _batch(2, 64)
+    with pytest.raises(NotApplicable, match="not what the classifier head reads"):
+        get_method("cam")(model, x, torch.tensor([0, 1]), conv_head)
+    assert get_method("cam")(model, x, torch.tensor([0, 1]), get_module(model, "bn2")).shape == (2, 64, 64)
+
+
 def test_a_bulk_batch_costs_one_forward_pass_and_explains_the_predicted_class():
     """The target class comes from the capture's own forward pass: one pass per batch, and each map
     equals the single-method call for the class the model predicts."""

@@ -36,9 +36,12 @@ class ActivationMap(Method):
         return ctx.activations.float().mean(1)
 
 
-def linear_head(model: nn.Module, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def linear_head(model: nn.Module, features: torch.Tensor,
+                logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(W, b) of the classifier if the head is global average pooling + one linear layer, checked
-    numerically on these features; else :class:`NotApplicable`."""
+    numerically on these features; else :class:`NotApplicable`. With the model's ``logits`` for
+    the same images, also that the features are the head's input (a target layer before a
+    normalization or activation has the classifier's channel count too, but CAM on it is wrong)."""
     clf = model.get_classifier() if hasattr(model, "get_classifier") else None
     if not isinstance(clf, nn.Linear) or not hasattr(model, "forward_head"):
         raise NotApplicable("the classifier is not a single linear layer")
@@ -51,6 +54,12 @@ def linear_head(model: nn.Module, features: torch.Tensor) -> tuple[torch.Tensor,
         pooled = clf(probe.mean((2, 3)))
     if head.shape != pooled.shape or not torch.allclose(head, pooled, rtol=1e-4, atol=1e-4):
         raise NotApplicable("the head is not global average pooling + one linear layer")
+    if logits is not None:
+        ref = logits[:1].float()
+        scale = max(float(ref.abs().max()), float(head.abs().max()))
+        if float((head - ref).abs().max()) > 5e-2 * scale + 1e-7:  # relative: bf16 forwards pass
+            raise NotApplicable("the target layer's output is not what the classifier head reads (layers "
+                                "between them); set target_layer to the head's input")
     return clf.weight, clf.bias
 
 
@@ -63,7 +72,7 @@ class CAM(Method):
     cam_family = True
 
     def raw(self, ctx: Context) -> torch.Tensor:
-        w, _ = linear_head(ctx.model, ctx.activations)
+        w, _ = linear_head(ctx.model, ctx.activations, ctx.logits)
         return torch.einsum("bkhw,bk->bhw", ctx.activations.float(), w[ctx.targets].float())
 
     def from_context(self, ctx: Context) -> torch.Tensor:
