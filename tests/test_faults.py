@@ -65,6 +65,8 @@ def bad_inputs() -> dict[str, tuple[bytes, str]]:
         "91007.png": (_image_bytes(rgba, "PNG"), "convert"),
         "91008.jpg": (_image_bytes(_rgb(3).convert("CMYK"), "JPEG"), "convert"),
         "91009.png": (_image_bytes(sixteen, "PNG"), "convert"),
+        # data after the end-of-image marker (phones and platforms append metadata): a whole image
+        "91010.jpg": (good_jpg + b"TRAILER-METADATA" * 8, "convert"),
     }
 
 
@@ -94,6 +96,8 @@ def test_bad_images_are_listed_or_converted_and_no_stage_crashes(synth_copy, tmp
     assert sixteen.dtype == np.uint8 and sixteen.max() > 200  # 16-bit scaled to 8, not clipped to 255s
     wrong_ext = cache.read(cache.rows_for([ids["91005.jpg"]]))[0]
     assert (wrong_ext == np.asarray(_rgb(1))).all()  # lossless PNG content, whatever the name says
+    trailer = cache.read(cache.rows_for([ids["91010.jpg"]]))[0]
+    assert (trailer == np.asarray(Image.open(io.BytesIO(_image_bytes(_rgb(2), "JPEG"))).convert("RGB"))).all()
 
 
 def test_unreadable_file_is_rejected_with_its_reason(synth_copy, tmp_path):

@@ -62,7 +62,13 @@ def inspect_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, full: 
         except (OSError, SyntaxError, ValueError) as err:
             raise BadImage(f"corrupt {path.suffix.lstrip('.').upper() or 'image'}: {err}") from None
     if fmt == "JPEG" and b"\xff\xd9" not in tail.rstrip(b"\x00"):
-        raise BadImage("truncated JPEG: no end-of-image marker")
+        # No end-of-image marker at the end: the file is cut short, or data follows the image (some
+        # phones and platforms append metadata). Decoding tells which; only a cut file fails it.
+        try:
+            load_rgb(path, max_pixels=max_pixels)
+        except Exception:  # noqa: BLE001 - any decoder failure means the image data ends early
+            raise BadImage("truncated JPEG: no end-of-image marker and the image data ends early") from None
+        full = False  # decoded already
     if full:
         try:
             load_rgb(path, max_pixels=max_pixels)
