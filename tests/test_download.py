@@ -84,6 +84,24 @@ def test_existing_partial_file_is_resumed(server, tmp_path):
     assert server.requests == ["bytes=1000-"]
 
 
+@pytest.mark.parametrize("stale", [b"x" * 1000, os.urandom(len(PAYLOAD) + 10)], ids=["shorter", "longer"])
+def test_a_stale_partial_file_from_another_version_is_fetched_again_whole(server, tmp_path, stale):
+    """Bytes kept from another version of the file: the resumed file fails its checksum (or the
+    server answers 416, nothing left), so it is fetched whole once more, not reported as a bad mirror."""
+    (tmp_path / "a.zip.part").write_bytes(stale)
+    out = download(_url(server), tmp_path / "a.zip", SHA, progress=False)
+    assert out.read_bytes() == PAYLOAD
+    assert server.requests == [f"bytes={len(stale)}-", None]
+
+
+def test_a_wrong_checksum_after_a_resume_still_fails_after_one_whole_fetch(server, tmp_path):
+    (tmp_path / "a.zip.part").write_bytes(PAYLOAD[:1000])
+    with pytest.raises(ChecksumError, match="does not match"):
+        download(_url(server), tmp_path / "a.zip", "0" * 64, progress=False)
+    assert server.requests == ["bytes=1000-", None]
+    assert not (tmp_path / "a.zip.part").exists()
+
+
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     server.mode = "ignore_range"
     (tmp_path / "a.zip.part").write_bytes(b"garbage that must not stay in front")

@@ -3,6 +3,8 @@
 A download lands in ``<dest>.part`` and is renamed to ``dest`` only after its SHA-256 matches, so a
 file at ``dest`` is always complete and verified. An interrupted download resumes from the bytes
 already in ``.part`` with an HTTP Range request; if the server ignores the range, it starts over.
+If a resumed file fails its checksum (the kept bytes came from another version of the file), it is
+fetched whole once more before the checksum error is raised.
 """
 
 from __future__ import annotations
@@ -55,16 +57,38 @@ def download(
     """Download ``url`` to ``dest`` and verify its SHA-256; return ``dest``.
 
     Raises :class:`ChecksumError` on a mismatch (the partial file is deleted so the next try starts
-    clean) and :class:`DownloadError` when the retries are spent or the server refuses.
+    clean) and :class:`DownloadError` when the retries are spent or the server refuses. A resumed
+    download whose checksum fails is fetched whole once more first (the kept bytes may be stale).
     """
-    from tqdm import tqdm
-
     dest = Path(dest)
     sha256 = sha256.lower()
     if dest.exists() and sha256_file(dest) == sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    resumed = part.exists() and part.stat().st_size > 0
+    _fetch(url, part, dest.name, retries, backoff, timeout, progress)
+    got = sha256_file(part)
+    if got != sha256 and resumed:
+        # The bytes kept from an earlier try may belong to another version of the file (the mirror
+        # changed, or the .part is stale): fetch the whole file once more before giving up.
+        part.unlink()
+        _fetch(url, part, dest.name, retries, backoff, timeout, progress)
+        got = sha256_file(part)
+    if got != sha256:
+        part.unlink()
+        raise ChecksumError(
+            f"{url}: SHA-256 {got} does not match the configured {sha256}; the partial file was "
+            "deleted. Check data.download[].sha256 or the mirror."
+        )
+    os.replace(part, dest)
+    return dest
+
+
+def _fetch(url: str, part: Path, name: str, retries: int, backoff: float, timeout: float, progress: bool) -> None:
+    """Fetch ``url`` into ``part``, resuming from its bytes with a Range request, with retries."""
+    from tqdm import tqdm
+
     last_err: Exception | None = None
     for attempt in range(retries + 1):
         if attempt:
@@ -89,7 +113,7 @@ def download(
                     total = int(length) if length else None
                 with open(part, mode) as fh, tqdm(
                     total=total, initial=offset, unit="B", unit_scale=True,
-                    desc=dest.name, disable=not progress,
+                    desc=name, disable=not progress,
                 ) as bar:
                     while True:
                         block = resp.read(CHUNK)
@@ -114,12 +138,3 @@ def download(
                 raise
     else:
         raise DownloadError(f"{url}: failed after {retries + 1} attempts: {last_err}")
-    got = sha256_file(part)
-    if got != sha256:
-        part.unlink()
-        raise ChecksumError(
-            f"{url}: SHA-256 {got} does not match the configured {sha256}; the partial file was "
-            "deleted. Check data.download[].sha256 or the mirror."
-        )
-    os.replace(part, dest)
-    return dest
