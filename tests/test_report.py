@@ -89,6 +89,9 @@ def test_cell_values_intervals_paper_and_difference(tmp_path):
     assert f1.value == pytest.approx(100 * fixture_metrics("efficientnet_b2", "presocial", "presocial")["f1"])
     params = tables[1].cells[("presocial", "mnasnet_100"), T.Column("presocial", "params_millions")]
     assert params.value == pytest.approx(3.104706) and params.paper == 4
+    # differences: percentage points, but millions for the parameter count (Table 1 only)
+    assert "(percentage points; millions for Params (M))." in T.to_markdown(tables[1])
+    assert "(percentage points)." in T.to_markdown(tables[2])
     # Table 4's average is the mean of the five columns before it
     row = ("telegram", "efficientnet_b1")
     five = [tables[4].cells[row, c].value for c in tables[4].columns if c.test_set != "average"]

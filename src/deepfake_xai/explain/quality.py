@@ -111,8 +111,8 @@ def _curve_images(images: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.
 def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
                        steps: int, mode: str = "deletion", batch_size: int = 64,
                        ends: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """P(target) as the most salient pixels are removed (deletion: replaced by zero, the dataset
-    mean after normalization) or inserted into a blurred copy (insertion), in ``steps`` equal steps.
+    """P(target) as the most salient pixels are removed (deletion: replaced by zero, the ImageNet
+    normalization mean colour) or inserted into a blurred copy (insertion), in ``steps`` equal steps.
     Returns (N, steps + 1), from 0% to 100% of the pixels.
 
     The first and last steps do not depend on the map (nothing or everything replaced): pass them
@@ -163,7 +163,7 @@ def curve_auc(curve: np.ndarray) -> np.ndarray:
 def keep_top_confidence(predict: Predict, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
                         keep: float = 0.2) -> np.ndarray:
     """P(target) when only the top ``keep`` fraction of pixels is kept (the rest set to zero, the
-    dataset mean after normalization)."""
+    ImageNet mean after normalization)."""
     n, _, h, w = images.shape
     k = max(1, round(keep * h * w))
     m = torch.zeros(n, h * w, dtype=torch.bool, device=images.device)

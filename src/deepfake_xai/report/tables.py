@@ -257,9 +257,11 @@ def _row_label(table: Table, row: tuple[str, str]) -> list[str]:
 
 def to_markdown(table: Table) -> str:
     head = ["Train set", "Model", *table.column_labels]
+    units = "percentage points" + ("; millions for Params (M)" if any(c.metric == "params_millions"
+                                                                       for c in table.columns) else "")
     lines = [f"### {table.title}", "",
              "Each cell: this run's value [95% bootstrap interval] / the paper's value / difference "
-             "(percentage points).", "",
+             f"({units}).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
         cells = []
