@@ -5,6 +5,7 @@ EXPLAIN = config["explain"]
 
 
 rule explain:
+    priority: EXPLANATION_PRIORITY
     input:
         unpack(cache_inputs),
         manifest=f"{RESULTS}/manifest.parquet",
@@ -56,6 +57,7 @@ rule explain:
 
 
 rule montage:
+    priority: EXPLANATION_PRIORITY
     input:
         lambda wc: [f"{RESULTS}/heatmaps/{m}/{wc.train_set}/{wc.test_set}/maps.npz"
                     for m in montage_models(wc.train_set, wc.test_set)],
@@ -85,6 +87,7 @@ rule montage:
 
 
 rule actmax:
+    priority: EXPLANATION_PRIORITY
     input:
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
     output:

@@ -30,6 +30,7 @@ rule cache:
 
 
 rule train:
+    priority: train_priority
     # Training ends by predicting the test parts the configured test sets use with the saved
     # best-epoch weights and, when "combined" is one of them, pooling the four (no second inference). A separate job would pay again for starting Python,
     # importing torch and timm and loading the model (5 s a job on a CPU, more than the inference);

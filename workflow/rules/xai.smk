@@ -6,6 +6,7 @@
 
 
 rule xai_metrics:
+    priority: EXPLANATION_PRIORITY
     input:
         unpack(cache_inputs),
         manifest=f"{RESULTS}/manifest.parquet",
@@ -53,6 +54,7 @@ rule xai_metrics:
 
 
 rule xai_report:
+    priority: EXPLANATION_PRIORITY
     input:
         **spectrum_cache(),
         manifest=f"{RESULTS}/manifest.parquet",
