@@ -47,6 +47,15 @@ def _rgb(seed: int = 0, size: int = 32) -> Image.Image:
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
 
 
+def _jpeg_with_thumbnail() -> bytes:
+    """A JPEG whose EXIF block holds a thumbnail: a whole small JPEG, end-of-image marker included,
+    before the main image's data."""
+    thumb = _image_bytes(_rgb(5, 8), "JPEG")
+    raw = _image_bytes(_rgb(4, 64), "JPEG")
+    app1 = b"Exif\x00\x00" + b"II*\x00" + b"\x00" * 8 + thumb  # not valid TIFF, but a segment PIL skips
+    return raw[:2] + b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1 + raw[2:]
+
+
 # name -> (bytes, expected outcome): "reject:<substring of the reason>" or "convert"
 def bad_inputs() -> dict[str, tuple[bytes, str]]:
     good_png = _image_bytes(_rgb(1), "PNG")
@@ -67,6 +76,9 @@ def bad_inputs() -> dict[str, tuple[bytes, str]]:
         "91009.png": (_image_bytes(sixteen, "PNG"), "convert"),
         # data after the end-of-image marker (phones and platforms append metadata): a whole image
         "91010.jpg": (good_jpg + b"TRAILER-METADATA" * 8, "convert"),
+        # but a cut file padded with zeros (an interrupted copy) is still cut: PIL would decode the zeros
+        "91011.jpg": (good_jpg[: len(good_jpg) // 2] + bytes(4096), "reject:truncated"),
+        "91012.jpg": (_jpeg_with_thumbnail()[: -len(good_jpg) // 3] + bytes(64), "reject:truncated"),
     }
 
 

@@ -61,14 +61,8 @@ def inspect_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, full: 
             raise BadImage(f"not an image (starts with {head[:8]!r})") from None
         except (OSError, SyntaxError, ValueError) as err:
             raise BadImage(f"corrupt {path.suffix.lstrip('.').upper() or 'image'}: {err}") from None
-    if fmt == "JPEG" and b"\xff\xd9" not in tail.rstrip(b"\x00"):
-        # No end-of-image marker at the end: the file is cut short, or data follows the image (some
-        # phones and platforms append metadata). Decoding tells which; only a cut file fails it.
-        try:
-            load_rgb(path, max_pixels=max_pixels)
-        except Exception:  # noqa: BLE001 - any decoder failure means the image data ends early
-            raise BadImage("truncated JPEG: no end-of-image marker and the image data ends early") from None
-        full = False  # decoded already
+    if fmt == "JPEG" and b"\xff\xd9" not in tail.rstrip(b"\x00") and not _jpeg_ends(path):
+        raise BadImage("truncated JPEG: no end-of-image marker")
     if full:
         try:
             load_rgb(path, max_pixels=max_pixels)
@@ -77,6 +71,30 @@ def inspect_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, full: 
         except Exception as err:  # noqa: BLE001 - any decoder failure is a property of the file
             raise BadImage(f"cannot decode: {err}") from None
     return {"width": width, "height": height, "format": fmt, "mode": mode, "bytes": size}
+
+
+def _jpeg_ends(path: Path) -> bool:
+    """Whether the JPEG's image data ends with an end-of-image marker somewhere before the file does
+    (data appended after the image, as some phones and platforms write). The segments before the
+    first scan are skipped by their lengths, so an EXIF thumbnail's own marker does not count; inside
+    scan data a 0xFF byte is always stuffed, so the next FF D9 is the image's end. A file cut short
+    and padded (with zeros, say) has none: PIL would decode the padding as image data."""
+    data = path.read_bytes()
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: the image data follows
+            return data.find(b"\xff\xd9", i) >= 0
+        if 0xD0 <= marker <= 0xD8 or marker == 0x01:  # markers without a length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return False
 
 
 def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
