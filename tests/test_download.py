@@ -102,6 +102,22 @@ def test_a_wrong_checksum_after_a_resume_still_fails_after_one_whole_fetch(serve
     assert not (tmp_path / "a.zip.part").exists()
 
 
+def test_a_stale_partial_file_is_fetched_again_after_a_cut_resume_too(server, tmp_path):
+    """The stale bytes are resumed, the connection dies, the resume goes on: still one whole fetch."""
+    server.mode = "cut"
+    (tmp_path / "a.zip.part").write_bytes(b"x" * 1000)
+    out = download(_url(server), tmp_path / "a.zip", SHA, backoff=0.01, progress=False)
+    assert out.read_bytes() == PAYLOAD and server.requests[-1] is None
+
+
+def test_a_wrong_checksum_without_a_resume_downloads_once(server, tmp_path):
+    server.mode = "ignore_range"  # the kept bytes are dropped: nothing stale can be in the file
+    (tmp_path / "a.zip.part").write_bytes(b"x" * 1000)
+    with pytest.raises(ChecksumError):
+        download(_url(server), tmp_path / "a.zip", "0" * 64, progress=False)
+    assert len(server.requests) == 1
+
+
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     server.mode = "ignore_range"
     (tmp_path / "a.zip.part").write_bytes(b"garbage that must not stay in front")

@@ -66,10 +66,9 @@ def download(
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    resumed = part.exists() and part.stat().st_size > 0
-    _fetch(url, part, dest.name, retries, backoff, timeout, progress)
+    kept_bytes = _fetch(url, part, dest.name, retries, backoff, timeout, progress)
     got = sha256_file(part)
-    if got != sha256 and resumed:
+    if got != sha256 and kept_bytes:
         # The bytes kept from an earlier try may belong to another version of the file (the mirror
         # changed, or the .part is stale): fetch the whole file once more before giving up.
         part.unlink()
@@ -85,11 +84,13 @@ def download(
     return dest
 
 
-def _fetch(url: str, part: Path, name: str, retries: int, backoff: float, timeout: float, progress: bool) -> None:
-    """Fetch ``url`` into ``part``, resuming from its bytes with a Range request, with retries."""
+def _fetch(url: str, part: Path, name: str, retries: int, backoff: float, timeout: float, progress: bool) -> bool:
+    """Fetch ``url`` into ``part``, resuming from its bytes with a Range request, with retries.
+    Returns whether the result keeps bytes from before a request (a resume the server honoured)."""
     from tqdm import tqdm
 
     last_err: Exception | None = None
+    kept_bytes = False
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
@@ -106,9 +107,10 @@ def _fetch(url: str, part: Path, name: str, retries: int, backoff: float, timeou
                     if not m or int(m.group(1)) != offset:
                         raise DownloadError(f"{url}: server answered a range we did not ask for")
                     mode = "ab"
+                    kept_bytes = True
                     total = int(m.group(2)) if m.group(2) != "*" else None
                 else:
-                    offset = 0  # a plain 200: the server ignored Range, start over
+                    offset, kept_bytes = 0, False  # a plain 200: the server ignored Range, start over
                     length = resp.headers.get("Content-Length")
                     total = int(length) if length else None
                 with open(part, mode) as fh, tqdm(
@@ -126,6 +128,7 @@ def _fetch(url: str, part: Path, name: str, retries: int, backoff: float, timeou
             break
         except urllib.error.HTTPError as err:
             if err.code == 416 and part.exists():
+                kept_bytes = True
                 break  # nothing left to fetch: the checksum below decides
             last_err = err
             if not _retryable(err):
@@ -138,3 +141,4 @@ def _fetch(url: str, part: Path, name: str, retries: int, backoff: float, timeou
                 raise
     else:
         raise DownloadError(f"{url}: failed after {retries + 1} attempts: {last_err}")
+    return kept_bytes
