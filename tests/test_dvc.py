@@ -122,7 +122,7 @@ def test_dvc_downloads_are_pinned_by_checksum_and_only_configured_archives_are_e
     # a file left in the archives folder is not part of the dataset
     shutil.copy(wd / "resources/mirror/archives/pre.zip", wd / "resources/mirror/archives/stray.zip.part")
     out = sh(wd, "dvc", "repro", "extract")
-    assert not {s for s in ran_stages(out.stdout + out.stderr) if s.startswith("download")}
+    assert not ran_stages(out.stdout + out.stderr)  # a download in progress (.part) is not a change either
     assert sorted(p.name for p in data.iterdir()) == ["TrueFace_PostSocial", "TrueFace_PreSocial"]
     # an archive dropped from the config is no longer extracted
     cfg = yaml.safe_load((wd / "tiny.yaml").read_text())
