@@ -326,3 +326,24 @@ def test_a_bulk_cell_makes_one_guided_copy_and_batching_changes_no_map(monkeypat
     for name in methods:
         np.testing.assert_allclose(batched["maps"][name].astype(np.float32),
                                    whole["maps"][name].astype(np.float32), atol=2e-3)
+
+
+def test_explain_settings_from_train_json_and_what_the_flags_override(tmp_path):
+    import argparse
+    import json
+
+    from deepfake_xai.cli import _explain_settings
+
+    (tmp_path / "train.json").write_text(json.dumps({"settings": {
+        "arch": "vgg19", "target_layer": "features.36", "resize": 256, "center_crop": 224, "image_size": 224}}))
+
+    def resolve(**flags):
+        base = {"settings_json": None, "weights": str(tmp_path / "model.safetensors"), "arch": None, "size": None,
+                "resize": None}
+        return _explain_settings(argparse.Namespace(**{**base, **flags}))
+
+    assert resolve() == {"arch": "vgg19", "target_layer": "features.36", "resize": 256, "center_crop": 224,
+                         "image_size": 224}
+    other = resolve(arch="efficientnet_b2")  # vgg19's layer name would not exist in it
+    assert other["arch"] == "efficientnet_b2" and other["target_layer"] is None
+    assert resolve(resize=0)["resize"] is None and resolve(size=64)["image_size"] == 64

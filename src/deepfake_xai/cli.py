@@ -403,9 +403,11 @@ def _explain_settings(args: argparse.Namespace) -> dict:
             raise SystemExit(f"error: {summary} has no 'settings' with an 'arch'; pass --settings-json or --arch")
         print(f"settings from {summary}")
     settings = dict(settings or {"arch": "efficientnet_b2", "image_size": 64, "target_layer": None})
+    if args.arch is not None and args.arch != settings.get("arch"):
+        settings["target_layer"] = None  # the other architecture's layer name means nothing here
     for key, value in (("arch", args.arch), ("image_size", args.size), ("resize", args.resize)):
         if value is not None:
-            settings[key] = value
+            settings[key] = value or None  # --resize 0: no resize
     settings.setdefault("image_size", 64)
     return settings
 
@@ -658,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--arch", help="the model's timm architecture (default: from the train.json beside "
                    "--weights, else efficientnet_b2)")
     s.add_argument("--size", type=int, help="model input side, a center crop (default: from train.json, else 64)")
-    s.add_argument("--resize", type=int, help="resize the shorter side first (default: from train.json, else none)")
+    s.add_argument("--resize", type=int, help="resize the shorter side first (default: from train.json, else none; "
+                   "0: none)")
     s.add_argument("--threshold", type=float, default=0.5,
                    help="P(fake) at or above which the image is called fake (evaluate.threshold)")
     s.add_argument("--method", nargs="+", default=["gradcam", "guided_backprop", "guided_gradcam", "saliency"])
