@@ -260,6 +260,35 @@ def test_flat_maps_of_single_images_are_left_out_and_counted():
     assert mixed["sanity"] == clean["sanity"]
 
 
+def test_flat_maps_of_the_randomized_model_are_left_out_of_the_sanity_check(monkeypatch):
+    """Randomized-model maps identical to the trained model's (the method ignores the weights) but
+    flat for 4 of 6 images: those 4 have no rank order and are left out, so the check fails, as it
+    must; scoring them as uncorrelated (rho 0) would have made it pass."""
+    from deepfake_xai.explain import assess
+    from deepfake_xai.explain.bulk import explain_cell
+    from deepfake_xai.train import Runner
+
+    torch.manual_seed(0)
+    model = PoolToOne().eval()
+    runner = Runner(model, torch.device("cpu"), {"image_size": H})
+    crops = (255 * torch.rand(6, H, W, 3)).to(torch.uint8).numpy()
+    made = explain_cell(model=model, target_layer=model.squeeze, images=runner.inputs(torch.from_numpy(crops)),
+                        methods=["saliency"], progress=False)
+    copied = made["maps"]["saliency"].copy()
+    copied[:4] = 0
+
+    def randomized_maps(**kwargs):
+        return {"maps": {"saliency": copied}}
+
+    monkeypatch.setattr(assess, "explain_cell", randomized_maps)
+    cell = {"image_ids": [str(i) for i in range(6)], "crops": crops, "maps": made["maps"], "targets": made["targets"],
+            "labels": np.array([0, 1] * 3), "info": {}}
+    res = assess.assess_cell(runner=runner, layer=model.squeeze, cell=cell, boxes=[None] * 6, settings={},
+                             n_images=6, steps=2, keep=0.2, road_percentiles=[])["methods"]["saliency"]
+    assert res["sanity_flat_random"] == 4 and res["sanity_spearman"]["n"] == 2
+    assert res["sanity_spearman"]["mean"] == pytest.approx(1.0) and res["sanity"] == "fails"
+
+
 def test_sanity_maps_of_the_randomized_model_explain_the_trained_models_classes(monkeypatch):
     """Adebayo et al. compare maps of the same image for the same class: the randomized model is
     explained for the cell's targets, not for whatever it predicts itself."""

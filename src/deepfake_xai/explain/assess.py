@@ -122,9 +122,13 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
         elif _flat(rm):
             entry["sanity"] = "undetermined (flat maps)"
         else:
-            rho = Q.spearman(maps, rm)
+            # a flat map of the randomized model has no rank order to correlate: such images are
+            # left out (and counted) rather than scored as "uncorrelated", which would favour passing
+            both = ~_flat_each(rm)
+            entry["sanity_flat_random"] = int((~both).sum())
+            rho = Q.spearman(maps[both], rm[both])
             entry["sanity_spearman"] = Q.mean_ci(rho)
-            entry["sanity_ssim"] = Q.mean_ci(Q.ssim(maps, rm))
+            entry["sanity_ssim"] = Q.mean_ci(Q.ssim(maps[both], rm[both]))
             entry["sanity"] = "fails" if float(np.mean(rho)) >= SANITY_THRESHOLD else "passes"
         out[m] = entry
 
