@@ -232,6 +232,8 @@ def test_xai_ranking_orders_methods_and_checks_adebayo():
     md = ranking_markdown(list(rows.values()), cells)
     assert "| guided_backprop | fails | fails | yes |" in md  # ties go to "fails": flagged, not excused
     assert "| saliency | passes | passes | yes |" in md and "| gradcam | passes | passes | yes |" in md
+    cells[0]["methods"]["gradcam"]["flat_images"] = 2  # scored on the others: the table says so
+    assert "| gradcam | 0.400 / +0.100 / passes (2 flat left out) |" in ranking_markdown(list(rows.values()), cells)
 
 
 def test_pooled_intervals_shrink_with_more_cells_and_the_kept_fraction_is_the_cells():

@@ -319,10 +319,11 @@ def cmd_xai_cell(args: argparse.Namespace) -> None:
                default="none")
     fails = [m for m, e in result["methods"].items() if e["sanity"] == "fails"]
     flat = sorted(set(result["methods"]) - set(scored))
+    some_flat = ", ".join(f"{m} {e['flat_images']}" for m, e in sorted(scored.items()) if e.get("flat_images"))
     print(f"{len(result['methods'])} methods on {result['n_images']} images ({result['n_with_box']} with an "
           f"evidence box): most faithful by insertion - deletion: {best}; failing the sanity check: "
-          f"{', '.join(fails) or 'none'}; flat maps, not scored: {', '.join(flat) or 'none'} -> {args.out} "
-          f"({result['seconds']:.1f} s)")
+          f"{', '.join(fails) or 'none'}; flat maps, not scored: {', '.join(flat) or 'none'}; images left out "
+          f"as flat: {some_flat or 'none'} -> {args.out} ({result['seconds']:.1f} s)")
 
 
 def cmd_xai_report(args: argparse.Namespace) -> None:

@@ -145,8 +145,9 @@ def ranking_markdown(rows: list[dict], cells: list[dict]) -> str:
                 continue
             en = e.get("energy_in_box")
             faith = e["insertion_auc"]["mean"] - e["deletion_auc"]["mean"]
-            parts.append(f"{en['mean']:.3f} / {faith:+.3f} / {e['sanity'].split(' ')[0]}" if en
-                         else f"- / {faith:+.3f} / {e['sanity'].split(' ')[0]}")
+            left_out = f" ({e['flat_images']} flat left out)" if e.get("flat_images") else ""
+            parts.append((f"{en['mean']:.3f}" if en else "-") + f" / {faith:+.3f} / {e['sanity'].split(' ')[0]}"
+                         + left_out)
         lines.append(f"| {m} | " + " | ".join(parts) + " |")
     lines += ["", "## Sanity check against Adebayo et al. (2018)", "",
               "| method | expected | here | agrees |", "|---|---|---|---|"]
