@@ -201,10 +201,8 @@ class PoolToOne(torch.nn.Module):
         return self.head(self.squeeze(self.body(x)).flatten(1))
 
 
-def test_flat_maps_are_reported_not_scored():
-    """CAM-family maps from a 1 x 1 feature map are constant: they get no faithfulness or
-    localization score (deleting "their" top pixels would delete in raster order); saliency is scored."""
-    from deepfake_xai.explain.assess import assess_cell
+def _explained_pool_to_one(methods, targets="predicted"):
+    """PoolToOne (seeded), its runner, 6 random crops and their maps from the bulk path."""
     from deepfake_xai.explain.bulk import explain_cell
     from deepfake_xai.train import Runner
 
@@ -212,9 +210,17 @@ def test_flat_maps_are_reported_not_scored():
     model = PoolToOne().eval()
     runner = Runner(model, torch.device("cpu"), {"image_size": H})
     crops = (255 * torch.rand(6, H, W, 3)).to(torch.uint8).numpy()
-    images = runner.inputs(torch.from_numpy(crops))
-    made = explain_cell(model=model, target_layer=model.squeeze, images=images, methods=["gradcam", "saliency"],
-                        progress=False)
+    made = explain_cell(model=model, target_layer=model.squeeze, images=runner.inputs(torch.from_numpy(crops)),
+                        methods=methods, targets=targets, progress=False)
+    return model, runner, crops, made
+
+
+def test_flat_maps_are_reported_not_scored():
+    """CAM-family maps from a 1 x 1 feature map are constant: they get no faithfulness or
+    localization score (deleting "their" top pixels would delete in raster order); saliency is scored."""
+    from deepfake_xai.explain.assess import assess_cell
+
+    model, runner, crops, made = _explained_pool_to_one(["gradcam", "saliency"])
     cell = {"image_ids": [str(i) for i in range(6)], "crops": crops, "maps": made["maps"],
             "targets": made["targets"], "labels": np.array([0, 1] * 3), "info": {}}
     boxes = [None, (4, 4, 8, 8)] * 3
@@ -231,15 +237,8 @@ def test_flat_maps_of_single_images_are_left_out_and_counted():
     """A method whose map is flat for some images only (a CAM a ReLU zeroed) is scored on its other
     images: exactly the scores of a cell without the flat ones."""
     from deepfake_xai.explain.assess import assess_cell
-    from deepfake_xai.explain.bulk import explain_cell
-    from deepfake_xai.train import Runner
 
-    torch.manual_seed(0)
-    model = PoolToOne().eval()
-    runner = Runner(model, torch.device("cpu"), {"image_size": H})
-    crops = (255 * torch.rand(6, H, W, 3)).to(torch.uint8).numpy()
-    made = explain_cell(model=model, target_layer=model.squeeze, images=runner.inputs(torch.from_numpy(crops)),
-                        methods=["saliency"], progress=False)
+    model, runner, crops, made = _explained_pool_to_one(["saliency"])
     maps = made["maps"]["saliency"].copy()
     maps[[0, 3]] = 0
     labels, boxes = np.array([0, 1] * 3), [None, (4, 4, 8, 8)] * 3
@@ -265,15 +264,8 @@ def test_flat_maps_of_the_randomized_model_are_left_out_of_the_sanity_check(monk
     flat for 4 of 6 images: those 4 have no rank order and are left out, so the check fails, as it
     must; scoring them as uncorrelated (rho 0) would have made it pass."""
     from deepfake_xai.explain import assess
-    from deepfake_xai.explain.bulk import explain_cell
-    from deepfake_xai.train import Runner
 
-    torch.manual_seed(0)
-    model = PoolToOne().eval()
-    runner = Runner(model, torch.device("cpu"), {"image_size": H})
-    crops = (255 * torch.rand(6, H, W, 3)).to(torch.uint8).numpy()
-    made = explain_cell(model=model, target_layer=model.squeeze, images=runner.inputs(torch.from_numpy(crops)),
-                        methods=["saliency"], progress=False)
+    model, runner, crops, made = _explained_pool_to_one(["saliency"])
     copied = made["maps"]["saliency"].copy()
     copied[:4] = 0
 
@@ -294,16 +286,9 @@ def test_sanity_maps_of_the_randomized_model_explain_the_trained_models_classes(
     explained for the cell's targets, not for whatever it predicts itself."""
     from deepfake_xai.explain import assess
     from deepfake_xai.explain.bulk import explain_cell
-    from deepfake_xai.train import Runner
 
-    torch.manual_seed(0)
-    model = PoolToOne().eval()
-    runner = Runner(model, torch.device("cpu"), {"image_size": H})
-    crops = (255 * torch.rand(6, H, W, 3)).to(torch.uint8).numpy()
-    images = runner.inputs(torch.from_numpy(crops))
     targets = torch.tensor([1, 1, 0, 1, 0, 0])  # as with explain.target or the trained model's predictions
-    made = explain_cell(model=model, target_layer=model.squeeze, images=images, methods=["saliency", "gradcam"],
-                        targets=targets, progress=False)
+    model, runner, crops, made = _explained_pool_to_one(["saliency", "gradcam"], targets)
     assert list(made["targets"]) == targets.tolist()
     seen = []
 
