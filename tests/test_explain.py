@@ -301,10 +301,12 @@ def test_explain_command_preprocesses_like_training_and_uses_the_threshold(tmp_p
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
 
-    out = explain("--threshold", "0")
+    # a threshold on the other side of the probability than 0.5: the verdict flips only if it is used
+    threshold, verdict = (expected + 1e-3, "REAL") if expected >= 0.5 else (expected - 1e-3, "FAKE")
+    threshold = float(f"{threshold:.6f}")
+    out = explain("--threshold", str(threshold))
     assert f"settings from {tmp_path / 'train.json'}" in out
-    assert f"FAKE (probability of fake {expected:.4f}, threshold 0;" in out and "input 64 px" in out
-    assert f"REAL (probability of fake {expected:.4f}, threshold 1;" in explain("--threshold", "1")
+    assert f"{verdict} (probability of fake {expected:.4f}, threshold {threshold:g};" in out and "input 64 px" in out
     assert Image.open(tmp_path / "panel.png").size[0] >= 3 * 128
 
 
