@@ -66,6 +66,13 @@ def test_threshold_is_applied():
         assert m["ci95"] == {"accuracy": None, "f1": None}
 
 
+def test_predictions_of_a_diverged_model_are_refused():
+    df = _preds(20, 2)
+    df.loc[3, "prob"] = float("nan")
+    with pytest.raises(ValueError, match="1 of 20 probabilities are not finite"):
+        compute_metrics(df, n_boot=0)
+
+
 def test_single_class_test_set_has_no_auc_but_no_crash():
     m = compute_metrics(_preds(30, 1, one_class=True), n_boot=50)
     assert m["roc_auc"] is None and m["eer"] is None and m["average_precision"] is None

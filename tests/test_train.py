@@ -158,3 +158,16 @@ def test_checkpoint_of_other_splits_is_not_resumed(prepared, tmp_path):
     summary = json.loads((out / "train.json").read_text())
     assert "ignoring" in done.stdout and summary["resumed_after_epoch"] is None
     assert summary["n_train"] == int((pre["split"] == "train").sum())  # the same count: only the images differ
+
+
+def test_crop_larger_than_the_cached_images_is_an_error():
+    with pytest.raises(ValueError, match="a 96 px model input cannot be cropped from 64 x 64"):
+        crop_batch(torch.zeros(2, 64, 64, 3), 96)
+
+
+def test_a_diverging_training_stops_with_a_clear_error_and_writes_no_weights(prepared, tmp_path):
+    settings = tiny_settings(epochs=2, lr=1e30)  # the first step blows the weights up
+    with pytest.raises(FloatingPointError, match="the model diverged: lower the learning rate"):
+        train(cache=ImageCache(prepared["cache"], prepared["index"]), manifest=read_manifest(prepared["manifest"]),
+              train_set="presocial", settings=settings, out_dir=tmp_path, threads=1, device="cpu", progress=False)
+    assert not (tmp_path / "model.safetensors").exists() and not (tmp_path / "train.json").exists()

@@ -131,6 +131,9 @@ def compute_metrics(
     scores = np.asarray(predictions["prob"]).astype(float)
     if len(labels) == 0:
         raise ValueError("no predictions: the test set is empty")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{int((~np.isfinite(scores)).sum())} of {len(scores)} probabilities are not finite "
+                         "(NaN or inf): the model diverged; retrain it (a lower lr, or amp off)")
     pred = (scores >= threshold).astype(int)
     sources = predictions["source_id"] if "source_id" in predictions else None
     if sources is not None and len(set(sources)) == len(labels):

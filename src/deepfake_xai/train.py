@@ -118,6 +118,9 @@ def crop_batch(x: torch.Tensor, size: int, offsets: torch.Tensor | None = None,
     ``offsets`` is (B, 2) of (top, left); ``None`` means the center crop.
     """
     b, h, w, _ = x.shape
+    if size > min(h, w):  # a negative offset would wrap the slice into a smaller, wrong crop
+        raise ValueError(f"a {size} px model input cannot be cropped from {h} x {w} cached images: rebuild the "
+                         f"cache with center_crop >= {size}, or give the model a smaller image_size")
     if offsets is None:
         top, left = (h - size) // 2, (w - size) // 2
         if flips is None:
@@ -457,12 +460,18 @@ def train(
             y = y.to(dev, non_blocking=True)
             logits = runner.logits(inp, train_forward)
             loss = F.cross_entropy(logits, y, label_smoothing=float(settings.get("label_smoothing", 0.0)))
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):  # stop before the step writes NaN into the weights
+                raise FloatingPointError(
+                    f"{model_name or settings['arch']} on {train_set}: the training loss is {loss_value} at epoch "
+                    f"{epoch}, step {step_in_epoch + 1} (lr {lr:.3g}); the model diverged: lower the learning "
+                    "rate, or set amp: false")
             # On the CPU, freeing gradients each step makes the allocator return and re-fault them
             # (costly for vgg19's 140M parameters); on CUDA set_to_none is the faster choice.
             optimizer.zero_grad(set_to_none=runner.cuda)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * b
+            loss_sum += loss_value * b
             correct += (logits.argmax(1) == y).sum().item()
             seen += b
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
@@ -482,7 +491,7 @@ def train(
         log.append(row)
         print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
               flush=True)
-        if val_bal > best["score"]:
+        if val_bal > best["score"] and np.isfinite(probs).all():  # NaN predictions all say "real"
             best = {"score": val_bal, "epoch": epoch,
                     "state": {k: v.detach().cpu().clone() for k, v in runner.model.state_dict().items()}}
         if epoch < epochs and dist.main:  # after the last epoch the final files are written at once
