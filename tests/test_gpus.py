@@ -34,6 +34,8 @@ def test_scheduler_choice_wins_and_one_gpu_needs_nothing(tmp_path):
     assert gpus.assign_visible_device(env) is None and env["CUDA_VISIBLE_DEVICES"] == "3"
     env = {"DFX_GPU_SLOTS": "1"}
     assert gpus.assign_visible_device(env) is None and "CUDA_VISIBLE_DEVICES" not in env
+    env = {"CUDA_VISIBLE_DEVICES": "", "DFX_GPU_SLOTS": "4", "DFX_GPU_LOCK_DIR": str(tmp_path)}  # GPUs hidden
+    assert gpus.assign_visible_device(env) is None and env["CUDA_VISIBLE_DEVICES"] == ""
 
 
 def test_only_commands_that_may_use_a_gpu_claim_a_slot():
@@ -46,6 +48,14 @@ def test_only_commands_that_may_use_a_gpu_claim_a_slot():
     assert wants_gpu(build_parser().parse_args([*cache, "--jpeg-device", "cuda"]))
     metrics = ["metrics", "--predictions", "p", "--out", "o"]
     assert not wants_gpu(build_parser().parse_args(metrics))
+    # an explicit GPU is the user's choice: a slot would hide it (CUDA_VISIBLE_DEVICES=<slot>, cuda:1 invalid)
+    predict = ["predict", "--cache", "c", "--cache-index", "i", "--manifest", "m", "--dataset", "d",
+               "--settings-json", "{}", "--weights", "w", "--parts", "presocial", "--out", "o"]
+    assert wants_gpu(build_parser().parse_args([*predict, "--device", "cuda"]))
+    assert wants_gpu(build_parser().parse_args([*predict, "--device", "auto"]))
+    assert not wants_gpu(build_parser().parse_args([*predict, "--device", "cuda:1"]))
+    assert not wants_gpu(build_parser().parse_args([*predict, "--device", "cpu"]))
+    assert not wants_gpu(build_parser().parse_args([*cache, "--jpeg-device", "cuda:1"]))
 
 
 SNAKEFILE = """

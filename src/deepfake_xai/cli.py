@@ -677,12 +677,13 @@ GPU_COMMANDS = {"train", "predict", "explain-cell", "actmax", "xai-cell", "expla
 
 
 def wants_gpu(args: argparse.Namespace) -> bool:
-    """Whether this command may use a GPU: a GPU command on device auto or cuda; the cache only
-    when it decodes JPEGs on CUDA (PIL decoding needs no GPU slot)."""
+    """Whether this command needs a GPU slot: a GPU command on device auto or cuda; the cache only
+    when it decodes JPEGs on CUDA (PIL decoding needs no GPU slot). A device with an index
+    (cuda:1) is the user's own choice of GPU: no slot, which would hide every other GPU."""
     if args.command not in GPU_COMMANDS:
         return False
     device = args.jpeg_device if args.command == "cache" else getattr(args, "device", "auto")
-    return device is not None and (device == "auto" or str(device).startswith("cuda"))
+    return device in ("auto", "cuda")
 
 
 def main(argv: list[str] | None = None) -> None:

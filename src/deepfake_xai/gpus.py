@@ -69,7 +69,7 @@ def assign_visible_device(env: dict | None = None) -> int | None:
     """Claim a GPU slot and point CUDA_VISIBLE_DEVICES at it; the slot, or None when not needed.
     Call before anything initializes CUDA."""
     env = os.environ if env is None else env
-    if env.get("CUDA_VISIBLE_DEVICES"):
+    if "CUDA_VISIBLE_DEVICES" in env:  # chosen by the scheduler or the user ("" hides every GPU)
         return None
     requested = env.get("DFX_GPU_SLOTS")
     n = int(requested) if requested else gpu_count()
