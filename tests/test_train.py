@@ -171,3 +171,17 @@ def test_a_diverging_training_stops_with_a_clear_error_and_writes_no_weights(pre
         train(cache=ImageCache(prepared["cache"], prepared["index"]), manifest=read_manifest(prepared["manifest"]),
               train_set="presocial", settings=settings, out_dir=tmp_path, threads=1, device="cpu", progress=False)
     assert not (tmp_path / "model.safetensors").exists() and not (tmp_path / "train.json").exists()
+
+
+def test_one_class_in_train_is_refused_and_in_val_is_reported(prepared, tmp_path, capsys):
+    manifest = read_manifest(prepared["manifest"])
+    real = manifest["label"] == 0
+    only_fakes = manifest.assign(split=np.where(real & (manifest["split"] == "train"), "test", manifest["split"]))
+    with pytest.raises(ValueError, match=r"presocial: the train images are all fake \(\d+ images\): a detector"):
+        train(cache=ImageCache(prepared["cache"], prepared["index"]), manifest=only_fakes, train_set="presocial",
+              settings=tiny_settings(epochs=1), out_dir=tmp_path, threads=1, device="cpu", progress=False)
+    assert not (tmp_path / "model.safetensors").exists()
+    no_real_val = manifest.assign(split=np.where(real & (manifest["split"] == "val"), "train", manifest["split"]))
+    train(cache=ImageCache(prepared["cache"], prepared["index"]), manifest=no_real_val, train_set="presocial",
+          settings=tiny_settings(epochs=1), out_dir=tmp_path, threads=1, device="cpu", progress=False)
+    assert "warning: presocial: the val images are all fake" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import io as _io
 import json
 import math
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -373,6 +374,16 @@ def train(
     va_cache_rows = cache.rows_for(val_rows["image_id"])
     tr_labels = train_rows["label"].to_numpy()
     va_labels = val_rows["label"].to_numpy()
+    for split, labels in (("train", tr_labels), ("val", va_labels)):
+        if len(labels) and len(set(labels.tolist())) < 2:  # empty sets are refused below, with their own message
+            what = (f"{train_set}: the {split} images are all {'fake' if labels[0] == 1 else 'real'} "
+                    f"({len(labels)} images)")
+            if split == "train":
+                raise ValueError(f"{what}: a detector cannot learn from one class; check the dataset's folders "
+                                 "(data.ignore?), the split fractions, or max_train_images")
+            # a tiny validation set can draw one class: the best epoch is then chosen on its recall alone
+            print(f"warning: {what}: the best epoch is chosen on that class alone; a larger val_fraction "
+                  "gives both classes", file=sys.stderr, flush=True)
     cached_side = cache.array.shape[1]
     size = int(settings["image_size"])
     if size > cached_side:
