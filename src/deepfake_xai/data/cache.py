@@ -17,7 +17,9 @@ Decoding: PIL in ``workers`` processes by default. With ``jpeg_device`` set, RGB
 JPEGs are decoded in batches by torchvision instead (``"cuda"``: nvJPEG on the GPU, about 8,100
 images/s on an H100 against 754 for PIL in 16 processes; ``"cpu"``: libjpeg-turbo), resized and
 cropped on that device; every other file still goes through PIL. The two decoders differ by a few
-grey levels at most (IDCT and resampling rounding), so a cache records which one built it.
+grey levels when downscaling (IDCT and resampling rounding); upscaling an image smaller than the
+crop can differ by more on noise-like content (PIL rounds to uint8 between its two passes, torch does
+not: up to 17 levels measured), so a cache records which one built it.
 """
 
 from __future__ import annotations
