@@ -145,7 +145,7 @@ def test_checkpoint_of_other_splits_is_not_resumed(prepared, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
-    manifest = pd.read_parquet(prepared["manifest"])
+    manifest = read_manifest(prepared["manifest"])  # its dataset fingerprint kept: only the split differs
     pre = manifest[manifest["platform"] == "presocial"]
     a = pre[(pre["split"] == "train") & (pre["label"] == 1)]["source_id"].iloc[0]
     b = pre[(pre["split"] == "test") & (pre["label"] == 1)]["source_id"].iloc[0]
@@ -185,3 +185,34 @@ def test_one_class_in_train_is_refused_and_in_val_is_reported(prepared, tmp_path
     train(cache=ImageCache(prepared["cache"], prepared["index"]), manifest=no_real_val, train_set="presocial",
           settings=tiny_settings(epochs=1), out_dir=tmp_path, threads=1, device="cpu", progress=False)
     assert "warning: presocial: the val images are all fake" in capsys.readouterr().err
+
+
+def test_a_checkpoint_resumes_only_on_the_same_dataset_files(prepared, tmp_path, monkeypatch):
+    """A run stopped after epoch 1 resumes there, unless the dataset's files changed under the same
+    image ids (regenerated data): its fingerprint is part of the checkpoint's identity."""
+    from deepfake_xai import train as train_module
+
+    settings = tiny_settings(epochs=2)
+    manifest = read_manifest(prepared["manifest"])
+    assert manifest.attrs["fingerprint"]
+    real_lr_at = train_module.lr_at
+
+    def stop_in_epoch_2(step, total, s, steps_per_epoch):
+        if step >= steps_per_epoch:
+            raise KeyboardInterrupt  # as a kill would, after epoch 1's checkpoint
+        return real_lr_at(step, total, s, steps_per_epoch)
+
+    def run(m):
+        return train(cache=ImageCache(prepared["cache"], prepared["index"]), manifest=m, train_set="presocial",
+                     settings=settings, out_dir=tmp_path, threads=1, device="cpu", progress=False)
+
+    monkeypatch.setattr(train_module, "lr_at", stop_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(manifest)
+    monkeypatch.setattr(train_module, "lr_at", real_lr_at)
+    other = manifest.copy()
+    other.attrs["fingerprint"] = "regenerated"
+    checkpoint = (tmp_path / "checkpoint.pt").read_bytes()
+    assert run(other)["resumed_after_epoch"] is None
+    (tmp_path / "checkpoint.pt").write_bytes(checkpoint)
+    assert run(manifest)["resumed_after_epoch"] == 1

@@ -408,10 +408,13 @@ def train(
     steps_per_epoch = max(1, (len(tr_cache_rows) // dist.world) // bs)
     total_steps = epochs * steps_per_epoch
     # a checkpoint resumes only the same run: the same settings, images (a split change must not resume
-    # weights that saw today's test images) and number of processes (it sets the schedule)
+    # weights that saw today's test images; the dataset fingerprint, files and sizes, catches the same
+    # ids with other pixels), number of processes (it sets the schedule) and device type and precision
     ident = settings_hash({**settings, "train_set": train_set, "world": dist.world,
                            "train_ids": train_rows["image_id"].astype(str).tolist(),
-                           "val_ids": val_rows["image_id"].astype(str).tolist()})
+                           "val_ids": val_rows["image_id"].astype(str).tolist(),
+                           "dataset": manifest.attrs.get("fingerprint", ""), "device": dev.type,
+                           "bf16": runner.amp})
 
     ckpt_path = out_dir / CHECKPOINT
     start_epoch, log, best = 1, [], {"score": -1.0, "epoch": 0, "state": None}
@@ -428,7 +431,8 @@ def train(
             resumed_from = start_epoch - 1
             print(f"resuming from {ckpt_path} after epoch {resumed_from}", flush=True)
         else:
-            print(f"ignoring {ckpt_path}: written for other settings, images or process count", flush=True)
+            print(f"ignoring {ckpt_path}: written for other settings, images, dataset files, process count, "
+                  "device or precision", flush=True)
 
     val_batches = Batches(cache, va_cache_rows, va_labels, inference_batch_size(settings),
                           prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
