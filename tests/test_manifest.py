@@ -1,5 +1,6 @@
 """Layout discovery, manifest contents, leakage-free splits and rejected files."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -144,11 +145,12 @@ def test_groups_outside_split_folders_reach_test_when_others_have_folders():
     assert (fake == "val").sum() == 15 and not (fake[df["dataset_split"] == "train"] == "test").any()
 
 
-def _manifest_cli(root, out, max_rejected):
+def _manifest_cli(root, out, max_rejected, **cfg):
+    cfg = json.dumps({"max_rejected_fraction": max_rejected, **cfg})
     return subprocess.run(
         [sys.executable, "-m", "deepfake_xai.cli", "--quiet", "manifest", "--root", str(root),
          "--dataset", "t", "--out", str(out / "manifest.parquet"), "--rejected", str(out / "rejected.parquet"),
-         "--summary", str(out / "summary.csv"), "--config-json", f'{{"max_rejected_fraction": {max_rejected}}}'],
+         "--summary", str(out / "summary.csv"), "--config-json", cfg],
         capture_output=True, text=True)
 
 
@@ -241,3 +243,17 @@ def test_copies_without_a_presocial_partner_are_reported(synth_root):
     n, total, examples = report["telegram"]
     assert n == total == int(telegram.sum()) and len(examples) == 3
     assert all("Telegram" in e for e in examples)
+
+
+def test_copies_named_unlike_their_originals_stop_the_manifest(synth_copy, tmp_path):
+    """Telegram's copies renamed so that no pre-social image matches: each would be split on its own
+    (leakage), so the manifest stops, naming the platform and the key; a raised limit lets it through."""
+    telegram = synth_copy / "TrueFace_PostSocial" / "Telegram"
+    for f in [p for p in telegram.rglob("*.jpeg")]:
+        f.rename(f.with_name("img" + f.name))
+    proc = _manifest_cli(synth_copy, tmp_path / "m", 0.01)
+    assert proc.returncode != 0 and not (tmp_path / "m" / "manifest.parquet").exists()
+    assert "telegram images (100.0%" in proc.stderr and "data.max_unpartnered_fraction=0.05" in proc.stderr
+    proc = _manifest_cli(synth_copy, tmp_path / "m2", 0.01, max_unpartnered_fraction=1)
+    assert proc.returncode == 0 and (tmp_path / "m2" / "manifest.parquet").exists()
+    assert "warning:" in proc.stderr and "telegram images have no pre-social image" in proc.stderr

@@ -107,12 +107,23 @@ def cmd_manifest(args: argparse.Namespace) -> None:
         raise SystemExit(
             f"error: no test images for {', '.join(empty)} under {args.root} (counts per platform and split: "
             f"{args.summary}); check that folder, or remove these test sets from test_sets in the config")
+    limit = float(cfg.get("max_unpartnered_fraction", 0.05))
+    alone = unpartnered_copies(manifest)
+    over = {p: v for p, v in alone.items() if v[0] / v[1] > limit}
+    if over:  # fail before training on splits that put copies of one image on both sides
+        raise SystemExit(
+            "error: " + "; ".join(f"{n} of {total} {p} images ({n / total:.1%}, e.g. {', '.join(ex)})"
+                                  for p, (n, total, ex) in over.items())
+            + f" have no pre-social image of the same source, more than data.max_unpartnered_fraction={limit:g}. "
+            "If they are shared copies, their names differ from the pre-social ones in a way the manifest does "
+            "not recognize and each copy would be split on its own (test images seen in training): rename them, "
+            "or, if they really have no pre-social original, raise the limit")
     write_manifest(manifest, args.out, args.dataset)
     print(summary.to_string(index=False))
     print(f"{len(manifest)} images in {args.out}; {len(rejected)} rejected (see {args.rejected})")
     for path, reason in rejected.head(10).itertuples(index=False):
         print(f"  rejected {path}: {reason}")
-    for platform, (n, total, examples) in unpartnered_copies(manifest).items():
+    for platform, (n, total, examples) in alone.items():
         print(f"warning: {n} of {total} {platform} images have no pre-social image of the same source "
               f"(e.g. {', '.join(examples)}); if they are shared copies, their file names differ from the "
               "pre-social ones in a way the manifest does not recognize, and they are split apart from them",

@@ -83,7 +83,7 @@ def without_speed_keys(section: dict) -> dict:
 
 
 def manifest_config() -> dict:
-    keys = ("splits", "max_rejected_fraction", "ignore", "verify")
+    keys = ("splits", "max_rejected_fraction", "max_unpartnered_fraction", "ignore", "verify")
     return {k: DATA_CFG[k] for k in keys}
 
 

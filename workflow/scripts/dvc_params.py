@@ -72,7 +72,7 @@ def build(config: dict, configs: list[str]) -> dict:
                        f"--sha256 {a['sha256']} --out {arch_dir}/{shlex.quote(name)}",
             }
     archive_paths = " ".join(f"{arch_dir}/{shlex.quote(e['name'])}" for e in (*synthetic.values(), *downloads.values()))
-    manifest = _json({k: data[k] for k in ("splits", "max_rejected_fraction", "ignore", "verify")})
+    manifest = _json({k: data[k] for k in ("splits", "max_rejected_fraction", "max_unpartnered_fraction", "ignore", "verify")})
     # speed-only keys go into the commands, not the tracked values (DVC still re-runs a stage whose
     # command changed, so set them before the first `dvc repro`)
     settings = {m: _speedless(dxcfg.model_settings(config, m)) for m in config["models"]}
