@@ -216,3 +216,22 @@ def test_a_checkpoint_resumes_only_on_the_same_dataset_files(prepared, tmp_path,
     assert run(other)["resumed_after_epoch"] is None
     (tmp_path / "checkpoint.pt").write_bytes(checkpoint)
     assert run(manifest)["resumed_after_epoch"] == 1
+
+
+def test_an_epoch_with_nan_validation_predictions_is_never_the_best(prepared, tmp_path, monkeypatch):
+    """NaN probabilities all read as "real": balanced accuracy 0.5, which beats a worse first epoch."""
+    from deepfake_xai import train as train_module
+
+    calls = []
+
+    def predict(self, batches):
+        calls.append(1)
+        if len(calls) == 1:  # epoch 1: every validation image wrong, balanced accuracy 0
+            return 1.0 - batches.labels.astype(float), 1.0
+        return np.full(len(batches.labels), np.nan), float("nan")
+
+    monkeypatch.setattr(train_module.Runner, "predict", predict)
+    summary = train(cache=ImageCache(prepared["cache"], prepared["index"]), manifest=read_manifest(prepared["manifest"]),
+                    train_set="presocial", settings=tiny_settings(epochs=2), out_dir=tmp_path, threads=1,
+                    device="cpu", progress=False)
+    assert len(calls) == 2 and summary["best_epoch"] == 1
