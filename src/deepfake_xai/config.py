@@ -20,6 +20,19 @@ TEST_PARTS = PLATFORM_PARTS  # test sets that are inferred; "combined" is pooled
 CACHE_KEYS = ("resize", "center_crop")
 # Keys that set only how fast a job runs, never what it computes: not part of a run's identity.
 SPEED_KEYS = ("workers", "loader_workers")
+# The data section's keys that decide the manifest's content (Snakemake and DVC track these).
+MANIFEST_KEYS = ("splits", "max_rejected_fraction", "max_unpartnered_fraction", "ignore", "verify")
+
+
+def without_speed_keys(section: dict) -> dict:
+    """``section`` less the keys that only set how fast a job runs: they reach the job as threads,
+    a resource or a command-line option, so changing them never re-runs a finished job."""
+    return {k: v for k, v in section.items() if k not in SPEED_KEYS}
+
+
+def manifest_config(config: dict) -> dict:
+    """What the manifest job is given as its config (and tracked by): the keys that shape it."""
+    return {k: config["data"][k] for k in MANIFEST_KEYS}
 
 
 def model_settings(config: dict, name: str) -> dict:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import models as dxmodels
-from .config import SPEED_KEYS
+from .config import without_speed_keys
 from .data.cache import ImageCache
 from .evaluate import inference_batch_size
 from .io import atomic_path, write_csv, write_json
@@ -95,8 +95,7 @@ def shard(n: int, seed: int, dist: Distributed) -> np.ndarray:
 
 def settings_hash(settings: dict) -> str:
     """Identity of a training run's settings; a checkpoint from other settings is not resumed."""
-    keep = {k: v for k, v in settings.items() if k not in SPEED_KEYS}
-    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(without_speed_keys(settings), sort_keys=True).encode()).hexdigest()[:16]
 
 
 class Normalizer(torch.nn.Module):

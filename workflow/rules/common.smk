@@ -76,17 +76,6 @@ def as_json(obj) -> str:
     return json.dumps(obj, sort_keys=True)
 
 
-def without_speed_keys(section: dict) -> dict:
-    """A config section less the keys that only set how fast a job runs (workers, loader threads):
-    they reach the job as threads or resources, so changing them never re-runs finished jobs."""
-    return {k: v for k, v in section.items() if k not in dxcfg.SPEED_KEYS}
-
-
-def manifest_config() -> dict:
-    keys = ("splits", "max_rejected_fraction", "max_unpartnered_fraction", "ignore", "verify")
-    return {k: DATA_CFG[k] for k in keys}
-
-
 MODELS = list(config["models"])
 PAIRS = dxcfg.training_pairs(config)
 PARTS = list(dxcfg.TEST_PARTS)
@@ -114,7 +103,7 @@ def train_launcher() -> str:
 def settings_json(wildcards) -> str:
     """The model's resolved settings: train defaults + its overrides. Only this model's values, so
     changing one model's hyperparameter re-runs that model's jobs alone."""
-    return as_json(without_speed_keys(dxcfg.model_settings(config, wildcards.model)))
+    return as_json(dxcfg.without_speed_keys(dxcfg.model_settings(config, wildcards.model)))
 
 
 def cache_inputs(wildcards) -> dict[str, str]:

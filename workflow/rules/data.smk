@@ -10,7 +10,7 @@ if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
             f"resources/{DATASET}/archives/synthetic.tar",
         params:
             py=PY,
-            cfg=as_json({**without_speed_keys(DATA_CFG["synthetic"]), "platforms": DATA_CFG["platforms"]}),
+            cfg=as_json({**dxcfg.without_speed_keys(DATA_CFG["synthetic"]), "platforms": DATA_CFG["platforms"]}),
         log:
             f"{LOGS}/synthesize.log",
         benchmark:
@@ -75,7 +75,7 @@ rule manifest:
     params:
         py=PY,
         dataset=DATASET,
-        cfg=as_json(manifest_config()),
+        cfg=as_json(dxcfg.manifest_config(config)),
         test_parts=dxcfg.required_test_parts(config),
     log:
         f"{LOGS}/manifest.log",

@@ -32,11 +32,6 @@ def _json(obj) -> str:
     return text
 
 
-def _speedless(section: dict) -> dict:
-    """``section`` less the keys that set only how fast a job runs."""
-    return {k: v for k, v in section.items() if k not in dxcfg.SPEED_KEYS}
-
-
 def _key(*parts: str) -> str:
     """A foreach key: DVC parameter paths split on dots, so none may appear in a key."""
     return "-".join(parts).replace(".", "_")
@@ -55,7 +50,7 @@ def build(config: dict, configs: list[str]) -> dict:
     # a download is pinned by its checksum alone (a change to the downloader must not re-download).
     synthetic, downloads = {}, {}
     if data["source"] == "synthetic":
-        synth = _json({**_speedless(data["synthetic"]), "platforms": data["platforms"]})
+        synth = _json({**dxcfg.without_speed_keys(data["synthetic"]), "platforms": data["platforms"]})
         synthetic = {"synthetic_tar": {"name": "synthetic.tar",
                                        "cmd": f"python workflow/scripts/synth.py --archive {arch_dir}/synthetic.tar "
                                               f"--config-json '{synth}' --workers {data['synthetic']['workers']}"}}
@@ -72,11 +67,11 @@ def build(config: dict, configs: list[str]) -> dict:
                        f"--sha256 {a['sha256']} --out {arch_dir}/{shlex.quote(name)}",
             }
     archive_paths = " ".join(f"{arch_dir}/{shlex.quote(e['name'])}" for e in (*synthetic.values(), *downloads.values()))
-    manifest = _json({k: data[k] for k in ("splits", "max_rejected_fraction", "max_unpartnered_fraction", "ignore", "verify")})
+    manifest = _json(dxcfg.manifest_config(config))
     # speed-only keys go into the commands, not the tracked values (DVC still re-runs a stage whose
     # command changed, so set them before the first `dvc repro`)
-    settings = {m: _speedless(dxcfg.model_settings(config, m)) for m in config["models"]}
-    loader_workers = {m: dxcfg.model_settings(config, m)["loader_workers"] for m in config["models"]}
+    full = {m: dxcfg.model_settings(config, m) for m in config["models"]}
+    settings = {m: dxcfg.without_speed_keys(s) for m, s in full.items()}
     caches = {}
     pairs = {}
     for model, train_set in dxcfg.training_pairs(config):
@@ -86,7 +81,7 @@ def build(config: dict, configs: list[str]) -> dict:
         pred_dir = f"results/{ds}/predictions/{model}/{train_set}"
         pairs[_key(model, train_set)] = {
             "model": model, "train_set": train_set, "cache": cache, "settings_json": _json(s),
-            "loader_workers": loader_workers[model],
+            "loader_workers": full[model]["loader_workers"],
             "predictions": " ".join(f"{pred_dir}/{part}.parquet" for part in dxcfg.required_test_parts(config)),
             "combined": f"--combined {pred_dir}/combined.parquet" if "combined" in config["test_sets"] else "",
         }
