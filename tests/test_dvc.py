@@ -2,6 +2,7 @@
 re-runs after a config change, parity with Snakemake's outputs, push/pull of weights."""
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -53,9 +54,17 @@ def ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
 
+def _speed(cfg, threads=2, workers=3):
+    cfg.setdefault("compute", {}).update(train_threads=threads, predict_threads=threads, cache_workers=workers)
+    cfg["data"]["workers"] = workers
+    cfg["data"]["synthetic"]["workers"] = workers
+    cfg["train"]["loader_workers"] = workers
+    cfg["models"]["mnasnet_100"] = {**(cfg["models"].get("mnasnet_100") or {}), "loader_workers": workers + 1}
+
+
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory):
-    wd = dvc_repo(tmp_path_factory.mktemp("dvc") / "wd")
+    wd = dvc_repo(tmp_path_factory.mktemp("dvc") / "wd", edit=_speed)
     first = sh(wd, "dvc", "repro")
     return wd, first.stdout + first.stderr
 
@@ -208,6 +217,54 @@ def test_every_dependency_is_built_or_tracked_and_outputs_equal_snakemakes(tmp_p
             built = any(_inside(path, o) or _inside(o, path) for o in outs)
             assert built or (wd / path).exists(), f"{stage.name} depends on {path}: no stage writes it"
     assert_same_outputs_as_snakemake(wd, tmp_path / "sm")
+
+
+def test_speed_keys_reach_the_jobs_and_changing_them_reruns_nothing(repro):
+    """Threads and worker counts are in no stage's command or tracked values: the jobs read them from
+    params.yaml at run time, so a machine with more cores (a new params.yaml) re-runs nothing."""
+    wd, _ = repro
+    for model, loader in (("mnasnet_100", 4), ("efficientnet_b0", 3)):
+        summary = json.loads((wd / f"results/tiny/models/{model}/presocial/train.json").read_text())
+        assert (summary["threads"], summary["settings"]["loader_workers"]) == (2, loader)
+    cfg = yaml.safe_load((wd / "tiny.yaml").read_text())
+    _speed(cfg, threads=1, workers=5)
+    (wd / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    sh(wd, sys.executable, "workflow/scripts/dvc_params.py", "--config", "tiny.yaml")
+    speed = yaml.safe_load((wd / "params.yaml").read_text())["speed"]
+    assert speed["train"] == {"threads": 1, "loader_workers": {"mnasnet_100": 6, "efficientnet_b0": 5}}
+    status = sh(wd, "dvc", "status")
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+
+
+def test_speed_file_fills_only_what_the_command_line_leaves_unset(tmp_path):
+    from deepfake_xai.cli import apply_speed_file, build_parser
+
+    speed = tmp_path / "params.yaml"
+    speed.write_text(yaml.safe_dump({"speed": {"train": {"threads": 3, "loader_workers": {"m": 4}},
+                                               "cache": {"workers": 0}}}))
+    train = ["train", "--cache", "c", "--cache-index", "i", "--manifest", "x", "--dataset", "d", "--settings-json",
+             "{}", "--train-set", "presocial", "--out-dir", "o", "--model", "m", "--speed", str(speed)]
+
+    def parsed(*argv):
+        args = build_parser().parse_args(list(argv))
+        apply_speed_file(args)
+        return args
+
+    args = parsed(*train)
+    assert (args.threads, args.loader_workers) == (3, 4)
+    args = parsed(*train, "--threads", "1")
+    assert (args.threads, args.loader_workers) == (1, 4)
+    with pytest.raises(SystemExit, match=r"speed\.train\.loader_workers has no entry for model 'other'"):
+        parsed(*[a if a != "m" else "other" for a in train])
+    with pytest.raises(SystemExit, match=r"speed\.cache\.workers must be a positive integer, not 0"):
+        parsed("cache", "--manifest", "x", "--dataset", "d", "--root", "r", "--out", "o", "--index", "i",
+               "--center-crop", "8", "--speed", str(speed))
+    speed.write_text("compute: {}\n")
+    with pytest.raises(SystemExit, match=f"--speed {speed}: no `speed` section"):
+        parsed(*train)
+    args = build_parser().parse_args(train[:-2])  # no file: the documented default
+    apply_speed_file(args)
+    assert (args.threads, args.loader_workers) == (1, None)
 
 
 def test_changing_one_models_lr_reruns_exactly_its_stages(repro):

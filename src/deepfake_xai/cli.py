@@ -136,7 +136,7 @@ def cmd_cache(args: argparse.Namespace) -> None:
 
     manifest = read_manifest(args.manifest, args.dataset)
     n = build_cache(manifest, args.root, args.out, args.index, resize=args.resize,
-                    center_crop=args.center_crop, workers=args.workers, progress=not args.quiet,
+                    center_crop=args.center_crop, workers=args.workers or 1, progress=not args.quiet,
                     jpeg_device=args.jpeg_device)
     print(f"cached {n} images ({args.center_crop} px, resize={args.resize}, JPEG decoder "
           f"{'torchvision on ' + args.jpeg_device if args.jpeg_device else 'PIL'}) in {args.out}")
@@ -456,6 +456,52 @@ def cmd_explain(args: argparse.Namespace) -> None:
     print(f"panel -> {args.out}")
 
 
+# Options that change how fast a command runs, never what it writes. A DVC stage's command names
+# none of them: it reads them at run time from params.yaml's `speed` section (--speed params.yaml),
+# which no stage tracks, so that moving to a machine with more cores re-runs nothing.
+SPEED_OPTIONS = {"synth": ("workers",), "manifest": ("workers",), "cache": ("workers",),
+                 "train": ("threads", "loader_workers"), "predict": ("threads",),
+                 "explain-cell": ("threads",), "xai-cell": ("threads",), "actmax": ("threads",)}
+
+
+def speed_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--speed", metavar="FILE",
+                   help="read the speed-only options not given here (threads, workers) from FILE's "
+                        "speed.<command> section (dvc.yaml passes params.yaml)")
+
+
+def apply_speed_file(args: argparse.Namespace) -> None:
+    """Fill the speed options left unset on the command line from ``--speed FILE``. A value may be a
+    mapping of the config's model names (``loader_workers: {vgg19: 2}``), looked up by ``--model``."""
+    path = getattr(args, "speed", None)
+    if path:
+        import yaml
+
+        try:
+            speed = (yaml.safe_load(Path(path).read_text()) or {}).get("speed")
+        except (OSError, yaml.YAMLError) as err:
+            raise SystemExit(f"error: --speed {path}: cannot read it ({err})") from None
+        if not isinstance(speed, dict):
+            raise SystemExit(f"error: --speed {path}: no `speed` section; regenerate it with "
+                             "`python workflow/scripts/dvc_params.py --config <your config>`")
+        section = speed.get(args.command) or {}
+        for dest in SPEED_OPTIONS[args.command]:
+            value = section.get(dest)
+            if getattr(args, dest) is not None or value is None:
+                continue
+            key = f"speed.{args.command}.{dest}"
+            if isinstance(value, dict):
+                if getattr(args, "model", None) not in value:
+                    raise SystemExit(f"error: --speed {path}: {key} has no entry for model "
+                                     f"{getattr(args, 'model', None)!r}; regenerate the file")
+                value, key = value[args.model], f"{key}.{args.model}"
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SystemExit(f"error: --speed {path}: {key} must be a positive integer, not {value!r}")
+            setattr(args, dest, value)
+    if hasattr(args, "threads") and args.threads is None:
+        args.threads = 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deepfake-xai", description=__doc__)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -468,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--image-size", dest="image_size", type=int)
     s.add_argument("--real", type=int, help="number of real pre-social images")
-    s.add_argument("--workers", type=int)
+    s.add_argument("--workers", type=int, help="processes drawing images (default: the config's workers, else 1)")
+    speed_option(s)
     s.set_defaults(func=cmd_synth)
 
     s = sub.add_parser("share", help="apply a social platform's re-encoding to a folder of images")
@@ -502,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--require-test-parts", nargs="*", default=[],
                    help="platform parts that must have test images (the configured test sets)")
     s.add_argument("--workers", type=int, help="processes reading the images (default: the config's workers, else 4)")
+    speed_option(s)
     s.set_defaults(func=cmd_manifest)
 
     s = sub.add_parser("cache", help="decode every manifest image once into a uint8 memory-mapped array")
@@ -512,7 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index", required=True, help="cache index (.parquet)")
     s.add_argument("--resize", type=lambda v: None if v in ("", "none", "None", "null") else int(v))
     s.add_argument("--center-crop", type=int, required=True)
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--workers", type=int, help="processes decoding the images (default: 1)")
+    speed_option(s)
     s.add_argument("--jpeg-device", type=lambda v: None if v in ("", "none", "None", "null") else v,
                    help="decode RGB/grayscale JPEGs with torchvision on this device (cuda: nvJPEG); "
                         "default: PIL for every file")
@@ -525,8 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--dataset", required=True)
         s.add_argument("--settings-json", type=_json_arg, required=True,
                        help="the model's resolved settings (train defaults + model overrides)")
-        s.add_argument("--threads", type=int, default=1)
+        s.add_argument("--threads", type=int, help="CPU threads (default: 1)")
         s.add_argument("--device", default="auto", help="cuda, cuda:1, cpu or auto (cuda if available)")
+        speed_option(s)
 
     s = sub.add_parser("train", help="train one model on one train set")
     model_inputs(s)
@@ -573,8 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--weights", required=True)
         s.add_argument("--settings-json", type=_json_arg, required=cell,
                        help="the model's resolved settings (arch, image_size, target_layer)")
-        s.add_argument("--threads", type=int, default=1)
+        s.add_argument("--threads", type=int, help="CPU threads (default: 1)")
         s.add_argument("--device", default="auto")
+        if cell:
+            speed_option(s)
 
     s = sub.add_parser("explain-cell", help="bulk heatmaps of one (model, train set, test set) cell")
     explain_inputs(s)
@@ -699,6 +751,7 @@ def wants_gpu(args: argparse.Namespace) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    apply_speed_file(args)
     if wants_gpu(args):
         from .gpus import assign_visible_device
 

@@ -53,7 +53,7 @@ def build(config: dict, configs: list[str]) -> dict:
         synth = _json({**dxcfg.without_speed_keys(data["synthetic"]), "platforms": data["platforms"]})
         synthetic = {"synthetic_tar": {"name": "synthetic.tar",
                                        "cmd": f"python workflow/scripts/synth.py --archive {arch_dir}/synthetic.tar "
-                                              f"--config-json '{synth}' --workers {data['synthetic']['workers']}"}}
+                                              f"--config-json '{synth}' --speed params.yaml"}}
     else:
         if not data["download"]:
             raise SystemExit("error: data.download lists no archives")
@@ -68,8 +68,8 @@ def build(config: dict, configs: list[str]) -> dict:
             }
     archive_paths = " ".join(f"{arch_dir}/{shlex.quote(e['name'])}" for e in (*synthetic.values(), *downloads.values()))
     manifest = _json(dxcfg.manifest_config(config))
-    # speed-only keys go into the commands, not the tracked values (DVC still re-runs a stage whose
-    # command changed, so set them before the first `dvc repro`)
+    # speed-only keys are neither tracked values nor part of a command (DVC re-runs a stage whose
+    # command changed): the jobs read them from the `speed` section at run time (--speed params.yaml)
     full = {m: dxcfg.model_settings(config, m) for m in config["models"]}
     settings = {m: dxcfg.without_speed_keys(s) for m, s in full.items()}
     caches = {}
@@ -81,7 +81,6 @@ def build(config: dict, configs: list[str]) -> dict:
         pred_dir = f"results/{ds}/predictions/{model}/{train_set}"
         pairs[_key(model, train_set)] = {
             "model": model, "train_set": train_set, "cache": cache, "settings_json": _json(s),
-            "loader_workers": full[model]["loader_workers"],
             "predictions": " ".join(f"{pred_dir}/{part}.parquet" for part in dxcfg.required_test_parts(config)),
             "combined": f"--combined {pred_dir}/combined.parquet" if "combined" in config["test_sets"] else "",
         }
@@ -132,19 +131,27 @@ def build(config: dict, configs: list[str]) -> dict:
                                                                     "spectra.png", "robustness.png")
                                  if xai_cells)
     report["xai_dep"] = f"reports/{ds}/xai" if xai_cells else "src/deepfake_xai/report"
-    compute = dict(config["compute"])
+    compute = {k: v for k, v in config["compute"].items() if k not in ("train_threads", "predict_threads",
+                                                                          "cache_workers")}
+    speed = {"synth": {"workers": data["synthetic"]["workers"]}, "manifest": {"workers": data["workers"]},
+             "cache": {"workers": config["compute"]["cache_workers"]},
+             "train": {"threads": config["compute"]["train_threads"],
+                       "loader_workers": {m: full[m]["loader_workers"] for m in config["models"]}},
+             **{cmd: {"threads": config["compute"]["predict_threads"]}
+                for cmd in ("predict", "explain-cell", "xai-cell", "actmax")}}
     compute["device"] = compute["device"] or "auto"
     compute["cache_jpeg_device"] = compute.get("cache_jpeg_device") or "none"
     n = compute["gpus_per_job"]
     compute["launcher"] = "python" if n <= 1 else f"torchrun --standalone --nproc_per_node {n}"
     return {
         "configs": configs, "dataset": ds, "synthetic_archives": synthetic, "downloads": downloads,
-        "archive_paths": archive_paths, "manifest_json": manifest, "data_workers": data["workers"],
+        "archive_paths": archive_paths, "manifest_json": manifest,
         "caches": caches, "pairs": pairs, "cells": cells, "settings": settings,
         "test_parts": " ".join(dxcfg.required_test_parts(config)), "compute": compute, "evaluate": config["evaluate"],
         "explain": explain_opts, "explain_cells": explain, "montages": montages, "actmax": actmax,
         "report": report, "xai": xai_opts, "xai_cells": xai_cells,
         "xai_reports": {"all": xai_report} if xai_cells else {},
+        "speed": speed,
     }
 
 
