@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -35,20 +36,28 @@ def synth_copy(synth_root, tmp_path) -> Path:
     return dst
 
 
-def copy_repo(dst: Path) -> Path:
-    """The tracked workflow files copied into ``dst`` (no results, resources or .snakemake)."""
+def copy_repo(dst: Path, package: bool = False) -> Path:
+    """The tracked workflow files copied into ``dst`` (no results, resources or .snakemake); with
+    ``package``, the library too, which :func:`run_snakemake` then runs instead of the installed one
+    (so a test may edit it)."""
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "workflow", "config", "environment.yml", "pyproject.toml"):
+    for name in ("Snakefile", "workflow", "config", "environment.yml", "pyproject.toml", *(["src"] if package else [])):
         src = REPO / name
         if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(src, dst / name)
     return dst
 
 
 def run_snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900):
-    proc = subprocess.run([SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    """Snakemake in ``workdir``; a copy of the library there (``copy_repo(..., package=True)``) is the
+    one Snakemake and its jobs import."""
+    env = None
+    if (workdir / "src" / "deepfake_xai").is_dir():
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(workdir / "src"),
+                                                                        os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc

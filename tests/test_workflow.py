@@ -2,6 +2,7 @@
 end, what re-runs after a config change, rebuilds from scratch, config errors, the paper config."""
 
 import json
+import os
 import re
 import shutil
 
@@ -41,7 +42,7 @@ def test_one_cell_plans_exactly_the_jobs_it_needs(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """The tiny config run to completion once (2 models x 2 train sets x 5 test sets)."""
-    wd = copy_repo(tmp_path_factory.mktemp("wf"))
+    wd = copy_repo(tmp_path_factory.mktemp("wf"), package=True)  # its own library: a test edits it
     shutil.copy(REPO / "tests" / "data" / "tiny.yaml", wd / "tiny.yaml")
     run_snakemake(wd, "--cores", "2", "--configfile", "tiny.yaml")
     return wd
@@ -168,6 +169,22 @@ def test_changing_only_worker_counts_replans_nothing_and_reaches_the_jobs(tiny_r
                            "--forceall").stdout
     assert re.search(r"synth\.py .*--workers 3", forced) and re.search(r"manifest\.py .*--workers 3", forced)
     assert re.search(r"train\.py .*--loader-workers 5", forced)
+
+
+def test_editing_library_code_reruns_exactly_the_jobs_that_run_it(tiny_run):
+    """Snakemake tracks no code of a shell rule by itself: each rule lists the modules its jobs run
+    as inputs, so an edit re-plans those jobs and what follows (the run's own copy of the library)."""
+    module = tiny_run / "src/deepfake_xai/metrics.py"
+    original, before = module.read_bytes(), os.stat(module)
+    try:
+        module.write_bytes(original + b"\n# an edit\n")
+        jobs = planned_jobs(run_snakemake(tiny_run, "-n", "--configfile", "tiny.yaml").stdout)
+    finally:
+        module.write_bytes(original)
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert {rule for rule, _ in jobs} == {"metrics", "report"}
+    assert len([j for j in jobs if j[0] == "metrics"]) == 20  # every cell of the tiny grid
+    assert "Nothing to be done" in run_snakemake(tiny_run, "-n", "--configfile", "tiny.yaml").stdout
 
 
 def test_a_cell_rebuilt_from_scratch_is_identical(tiny_run):

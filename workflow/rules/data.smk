@@ -6,6 +6,8 @@
 if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
 
     rule synthesize:
+        input:
+            code=code("synthesize"),
         output:
             f"resources/{DATASET}/archives/synthetic.tar",
         params:
@@ -49,7 +51,8 @@ if DATA_GENERATED:
 
     rule extract:
         input:
-            archive_files(),
+            archives=archive_files(),
+            code=code("extract"),
         output:
             directory(DATA_ROOT),
         params:
@@ -61,12 +64,13 @@ if DATA_GENERATED:
         conda:
             "../../environment.yml"
         shell:
-            "{params.py} workflow/scripts/extract.py {input:q} --out {output:q} > {log:q} 2>&1"
+            "{params.py} workflow/scripts/extract.py {input.archives:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule manifest:
     input:
-        DATA_ROOT,
+        root=DATA_ROOT,
+        code=code("manifest"),
     output:
         manifest=f"{RESULTS}/manifest.parquet",
         rejected=f"{RESULTS}/rejected.parquet",
@@ -85,6 +89,6 @@ rule manifest:
     conda:
         "../../environment.yml"
     shell:
-        "{params.py} workflow/scripts/manifest.py --root {input:q} --dataset {params.dataset:q} "
+        "{params.py} workflow/scripts/manifest.py --root {input.root:q} --dataset {params.dataset:q} "
         "--out {output.manifest:q} --rejected {output.rejected:q} --summary {output.summary:q} "
         "--config-json {params.cfg:q} --require-test-parts {params.test_parts:q} --workers {threads} > {log:q} 2>&1"

@@ -4,7 +4,8 @@
 
 rule metrics:
     input:
-        f"{RESULTS}/predictions/{{model}}/{{train_set}}/{{test_set}}.parquet",
+        predictions=f"{RESULTS}/predictions/{{model}}/{{train_set}}/{{test_set}}.parquet",
+        code=code("metrics"),
     output:
         f"{RESULTS}/metrics/{{model}}/{{train_set}}/{{test_set}}.json",
     params:
@@ -21,7 +22,7 @@ rule metrics:
     conda:
         "../../environment.yml"
     shell:
-        "{params.py} workflow/scripts/metrics.py --predictions {input:q} --out {output:q} "
+        "{params.py} workflow/scripts/metrics.py --predictions {input.predictions:q} --out {output:q} "
         "--threshold {params.threshold} --bootstrap {params.bootstrap} --seed {params.seed} "
         "--model {wildcards.model:q} --train-set {wildcards.train_set:q} "
         "--test-set {wildcards.test_set:q} > {log:q} 2>&1"

@@ -11,6 +11,7 @@ rule explain:
         manifest=f"{RESULTS}/manifest.parquet",
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
         predictions=f"{RESULTS}/predictions/{{model}}/{{train_set}}/{{test_set}}.parquet",
+        code=code("explain"),
     output:
         maps=f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/{{test_set}}/maps.npz",
         panels=report(
@@ -59,8 +60,9 @@ rule explain:
 rule montage:
     priority: EXPLANATION_PRIORITY
     input:
-        lambda wc: [f"{RESULTS}/heatmaps/{m}/{wc.train_set}/{wc.test_set}/maps.npz"
-                    for m in montage_models(wc.train_set, wc.test_set)],
+        maps=lambda wc: [f"{RESULTS}/heatmaps/{m}/{wc.train_set}/{wc.test_set}/maps.npz"
+                         for m in montage_models(wc.train_set, wc.test_set)],
+        code=code("montage"),
     output:
         report(
             directory(f"{RESULTS}/montages/{{train_set}}/{{test_set}}"),
@@ -82,7 +84,7 @@ rule montage:
     conda:
         "../../environment.yml"
     shell:
-        "{params.py} workflow/scripts/montage.py --maps {input:q} --models {params.models:q} "
+        "{params.py} workflow/scripts/montage.py --maps {input.maps:q} --models {params.models:q} "
         "--methods {params.methods:q} --out-dir {output:q} --images {params.images} > {log:q} 2>&1"
 
 
@@ -90,6 +92,7 @@ rule actmax:
     priority: EXPLANATION_PRIORITY
     input:
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
+        code=code("actmax"),
     output:
         report(
             f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/actmax.png",

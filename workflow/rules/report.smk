@@ -9,6 +9,7 @@ rule report:
         metrics=metrics_files(),
         train=[f"{RESULTS}/models/{m}/{tr}/train.json" for m, tr in PAIRS],
         explain=explain_files() + xai_report_files(),
+        code=code("report"),
     output:
         tables_csv=[
             report(p, caption="../report/paper_table.rst", category="5. Paper tables",

@@ -5,6 +5,7 @@ rule cache:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
         root=DATA_ROOT,
+        code=code("cache"),
     output:
         npy=f"{RESULTS}/cache/{{cache}}.npy",
         index=f"{RESULTS}/cache/{{cache}}.parquet",
@@ -38,6 +39,7 @@ rule train:
     input:
         unpack(cache_inputs),
         manifest=f"{RESULTS}/manifest.parquet",
+        code=code("train"),
     output:
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
         log_csv=f"{RESULTS}/models/{{model}}/{{train_set}}/log.csv",
