@@ -5,7 +5,9 @@ uses come from here, derived by the same functions the Snakefile uses, so `dvc r
 `snakemake` build the same files with the same settings. Edit the config, then regenerate:
 
     python workflow/scripts/dvc_params.py --config config/config.yaml          # the default
-    python workflow/scripts/dvc_params.py --config config/trueface.yaml        # the paper
+    python workflow/scripts/dvc_params.py --config config/trueface.yaml my-mirror.yaml   # the paper
+
+The paper's config lists no archives: my-mirror.yaml sets data.download (URL and SHA-256 of each).
 """
 
 from __future__ import annotations
