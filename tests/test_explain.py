@@ -230,6 +230,7 @@ def test_explain_command_prints_a_verdict_and_writes_a_panel(tmp_path, synth_roo
                             "guided_backprop", "cam")
     assert proc.returncode == 0, proc.stderr
     assert ("FAKE" in proc.stdout) or ("REAL" in proc.stdout)
+    assert "Warning" not in proc.stderr, proc.stderr  # e.g. torch's on a read-only decoded image
     from PIL import Image
 
     assert Image.open(tmp_path / "panel.png").size[0] >= 3 * 128

@@ -248,3 +248,24 @@ def test_pooled_intervals_shrink_with_more_cells_and_the_kept_fraction_is_the_ce
     # two equal, independent cells: the standard error falls by sqrt(2)
     assert twice["ci95"][1] - twice["ci95"][0] == pytest.approx(0.2 / np.sqrt(2))
     assert "confidence drop, top 30% kept" in ranking_markdown(ranking([one]), [one])
+
+
+def test_a_missing_config_file_stops_the_report_and_metrics_alone_make_one(tmp_path):
+    import subprocess
+    import sys
+
+    paths = write_fixture(tmp_path, [("efficientnet_b2", "presocial", "presocial")])
+    (tmp_path / "run.yaml").write_text("dataset: demo\n")
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "deepfake_xai.cli", "report", "--metrics", *map(str, paths),
+                           "--out-dir", str(out), "--dataset", "demo", "--models", "efficientnet_b2",
+                           "--train-sets", "presocial", "--test-sets", "presocial",
+                           "--config", str(tmp_path / "run.yaml"), str(tmp_path / "my-overrides.yaml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"config file(s) not found: {tmp_path / 'my-overrides.yaml'}" in proc.stderr
+    assert not out.exists()
+    written = build_report(metrics_files=paths, train_files=[], out_dir=out, dataset="demo",
+                           models=["efficientnet_b2"], train_sets=["presocial"], test_sets=["presocial"],
+                           config_files=[tmp_path / "run.yaml"])
+    assert "`" + str(tmp_path / "run.yaml") + "` (sha256" in (out / "README.md").read_text() and written

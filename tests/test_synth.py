@@ -116,3 +116,18 @@ def test_platform_simulator_resizes_and_recompresses(tmp_path):
     img.save(src / "a.png")
     out = share_folder(tmp_path / "in", tmp_path / "out", DEFAULT_PROFILES["twitter"], progress=False)
     assert [p.relative_to(tmp_path / "out").as_posix() for p in out] == ["sub/a_TW.jpg"]
+
+
+def test_share_command_takes_quiet_anywhere_and_names_a_missing_folder(synth_root, tmp_path):
+    import subprocess
+    import sys
+
+    src = synth_root / "TrueFace_PreSocial/Real/FFHQ"
+    cmd = [sys.executable, "-m", "deepfake_xai.cli", "share", str(src), str(tmp_path / "tw"), "--platform", "twitter"]
+    done = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "%|" not in done.stderr  # no progress bar
+    assert len(list((tmp_path / "tw").iterdir())) == len(list(src.iterdir()))
+    missing = subprocess.run([*cmd[:4], str(tmp_path / "nowhere"), *cmd[5:]], capture_output=True, text=True)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert f"error: source folder {tmp_path / 'nowhere'} does not exist" in missing.stderr

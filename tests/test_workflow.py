@@ -243,6 +243,15 @@ def test_bad_config_fails_before_any_job(tmp_path, override, message):
     assert not (wd / "results").exists()
 
 
+def test_per_rule_conda_environments_are_refused_with_the_way_that_works(tmp_path):
+    """Every job runs with the Python that runs Snakemake, so environments built per rule would go
+    unused: refused before any job (or any conda call), saying how to use environment.yml instead."""
+    wd = copy_repo(tmp_path)
+    proc = run_snakemake(wd, "-n", "--software-deployment-method", "conda", check=False)
+    assert proc.returncode != 0 and "conda env create -f environment.yml" in proc.stdout + proc.stderr
+    assert "--software-deployment-method conda is not supported" in proc.stdout + proc.stderr
+
+
 def test_paper_config_dry_run_and_lint_on_a_stand_in_tree(tmp_path):
     from deepfake_xai.data.synth import SynthConfig, generate
 

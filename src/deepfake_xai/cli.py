@@ -377,10 +377,13 @@ def cmd_montage(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from .report.build import build_report
 
-    written = build_report(metrics_files=args.metrics, train_files=args.train, out_dir=args.out_dir,
-                           dataset=args.dataset, models=args.models, train_sets=args.train_sets,
-                           test_sets=args.test_sets, config_files=args.config, results_dir=args.results,
-                           explain_files=args.explain, paper_csv=args.paper)
+    try:
+        written = build_report(metrics_files=args.metrics, train_files=args.train, out_dir=args.out_dir,
+                               dataset=args.dataset, models=args.models, train_sets=args.train_sets,
+                               test_sets=args.test_sets, config_files=args.config, results_dir=args.results,
+                               explain_files=args.explain, paper_csv=args.paper)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     print(f"{len(written)} report files -> {args.out_dir} (start at {Path(args.out_dir) / 'README.md'})")
 
 
@@ -439,7 +442,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
     # size, then the runner center-crops the model input
     crop = preprocess(load_rgb(args.image), settings.get("resize"),
                       max(settings.get("center_crop") or 0, runner.image_size))
-    images = runner.inputs(torch.from_numpy(crop[None]))
+    batch = torch.tensor(crop[None])  # a copy: the decoded image may be a read-only array
+    images = runner.inputs(batch)
     result = explain_cell(model=runner.model, target_layer=layer, images=images, methods=args.method,
                           targets=args.target, batch_size=1, progress=False, threshold=args.threshold)
     prob = float(result["probs"][0])
@@ -448,7 +452,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     for name, reason in result["not_applicable"].items():
         print(f"  {name}: not applicable ({reason})")
     maps = {k: v[0] for k, v in result["maps"].items()}
-    shown = crop_batch(torch.from_numpy(crop[None]), runner.image_size)[0].numpy()  # what the model saw
+    shown = crop_batch(batch, runner.image_size)[0].numpy()  # what the model saw
     panel = gradcam_panel(shown, maps, None, prob, args.threshold)
     extra = [overlay_tile(shown, m, k) for k, m in maps.items()
              if k not in ("gradcam", "guided_backprop", "guided_gradcam")]
@@ -509,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="generate the synthetic TrueFace-like dataset")
     s.add_argument("--out", help="dataset root to (re)create")
-    s.add_argument("--archive", help="write the dataset as one deterministic tar file instead")
+    s.add_argument("--archive", help="write the dataset as one deterministic tar file (with --out too: both)")
     s.add_argument("--config-json", type=_json_arg, help="the data.synthetic config section (+ platforms) as JSON")
     s.add_argument("--seed", type=int)
     s.add_argument("--image-size", dest="image_size", type=int)
@@ -684,7 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("doctor", help="check the environment: versions, GPU, free disk, config, dataset root")
     s.add_argument("--config", nargs="*", default=["config/config.yaml"],
-                   help="config files to validate, merged in order (none: skip the config checks)")
+                   help="config files to validate, merged in order (default: config/config.yaml; "
+                        "--config with no file skips the config checks)")
     s.add_argument("--results", default="results", help="where results go (free disk is checked there)")
     s.set_defaults(func=cmd_doctor)
 
@@ -750,6 +755,9 @@ def wants_gpu(args: argparse.Namespace) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--quiet" in argv:  # accepted after the subcommand too
+        argv = ["--quiet", *[a for a in argv if a != "--quiet"]]
     args = build_parser().parse_args(argv)
     apply_speed_file(args)
     if wants_gpu(args):
@@ -758,13 +766,15 @@ def main(argv: list[str] | None = None) -> None:
         slot = assign_visible_device()
         if slot is not None:
             print(f"GPU slot {slot}: CUDA_VISIBLE_DEVICES={slot}", file=sys.stderr)
-    args.func(args)
+    try:
+        args.func(args)
+    except FileNotFoundError as err:  # a wrong path given: the message names it, no traceback
+        raise SystemExit(f"error: {err}") from None
 
 
 def run_subcommand(name: str) -> None:
     """Entry point of ``workflow/scripts/<name>.py``: the CLI subcommand of the same name."""
-    main([*(["--quiet"] if "--quiet" in sys.argv[1:] else []), name,
-          *[a for a in sys.argv[1:] if a != "--quiet"]])
+    main([name, *sys.argv[1:]])
     exit_without_teardown()
 
 

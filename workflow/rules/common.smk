@@ -44,8 +44,16 @@ DATASET = config["dataset"]
 RESULTS = f"results/{DATASET}"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
-# The interpreter running Snakemake runs the scripts too (no reliance on PATH).
+# The interpreter running Snakemake runs the scripts too (no reliance on PATH). So the rules' `conda:`
+# environment (environment.yml, which documents the software) is the one to run Snakemake in, not
+# one Snakemake builds per rule: a job there would still run this interpreter.
 PY = shlex.quote(sys.executable)
+if "CONDA" in {m.name for m in workflow.deployment_settings.deployment_method}:
+    raise WorkflowError(
+        "--software-deployment-method conda is not supported: every job runs with the Python that runs "
+        "Snakemake. Create the environment once (conda env create -f environment.yml), activate it "
+        "(conda activate deepfake-xai) and run snakemake there without that option"
+    )
 
 DATA_CFG = config["data"]
 DATA_ROOT = DATA_CFG["root"] or f"resources/{DATASET}/data"

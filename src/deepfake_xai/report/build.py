@@ -53,7 +53,11 @@ def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[s
     from .tables import paper_rows
 
     out_dir = Path(out_dir)
-    metrics_files, train_files = list(metrics_files), list(train_files)
+    metrics_files, train_files, config_files = list(metrics_files), list(train_files), list(config_files)
+    missing = [str(f) for f in config_files if not Path(f).is_file()]
+    if missing:  # before any file is written: the README records each config file's hash
+        raise ValueError(f"config file(s) not found: {', '.join(missing)}; give the config files the run "
+                         "merged, in order (or none)")
     metrics = load_metrics(metrics_files)
     summaries = load_train_summaries(train_files)
     results = Path(results_dir) if results_dir else Path("results") / dataset
@@ -70,7 +74,7 @@ def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[s
         written.append(figures.confusion_figure(metrics, m, train_sets, test_sets, figs / f"confusion_{m}.png"))
     readme = out_dir / "README.md"
     write_text(readme, readme_text(tables=tables, summaries=summaries, n_cells=len(metrics), out_dir=out_dir,
-                                   dataset=dataset, models=models, config_files=list(config_files),
+                                   dataset=dataset, models=models, config_files=config_files,
                                    explain_files=list(explain_files)))
     written.append(readme)
     return written

@@ -120,6 +120,11 @@ def read_log(path: str | Path) -> dict[str, np.ndarray]:
 def training_curves_figure(logs: Mapping[tuple[str, str], str | Path], path: str | Path) -> Path:
     """Training loss and validation balanced accuracy per epoch; a column per train set, a line per model."""
     plt = pyplot()
+    if not logs:  # `deepfake-xai report` without --train: say so rather than fail
+        fig, ax = plt.subplots(figsize=(4.8, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no training runs given (report --train)", ha="center", va="center")
+        return save_figure(fig, path)
     train_sets = list(dict.fromkeys(tr for _, tr in logs))
     models = list(dict.fromkeys(m for m, _ in logs))
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}  # one colour per model
