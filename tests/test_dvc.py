@@ -181,43 +181,29 @@ def assert_same_outputs_as_snakemake(wd: Path, scratch: Path) -> None:
     assert {o for o in smk_outs if file_level(o)} == {d for d in dvc_outs if file_level(d)}
 
 
-def test_snakemake_rules_and_dvc_stages_track_the_same_code(tmp_path):
-    """Each rule's code inputs (what makes Snakemake re-run a job after an edit) are the Python files
-    of its DVC stage's code deps, so a code change re-runs the same jobs under either tool."""
-    import deepfake_xai
+def test_each_dvc_stage_depends_on_the_code_its_command_runs():
+    """A stage's code deps are cli.py and every package file its subcommand runs (DVC tracks files;
+    Snakemake tracks the same code by digest, see test_provenance.py), so an edit re-runs the same
+    stages under either tool. A download runs no project code: pinned by its checksum alone."""
+    from dvc.repo import Repo
 
-    package = Path(deepfake_xai.__file__).parent
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    from deepfake_xai.provenance import PACKAGE, code_files
 
-    def files(path: str) -> set[str]:
-        target = REPO / path
-        return ({p.relative_to(REPO).as_posix() for p in target.rglob("*.py")} if target.is_dir() else {path})
-
-    want = {name: set().union(*[files(d) for d in stage.get("do", stage).get("deps", [])
-                                if d.startswith(("src/", "workflow/"))])
-            for name, stage in stages.items()}
-    wd = copy_repo(tmp_path)
-    shutil.copy(REPO / "tests/data/tiny.yaml", wd / "tiny.yaml")
-    dry = run_snakemake(wd, "-n", "--forceall", "--configfile", "tiny.yaml").stdout
-    got = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", dry):
-        m = re.match(r"(?:local)?rule (\w+):", block.strip())
-        inputs = re.search(r"\n\s+input: ([^\n]+)", block)
-        if not m or m.group(1) == "all":
-            continue
-        code = set()
-        for path in (i.strip() for i in (inputs.group(1).split(",") if inputs else [])):
-            if path.startswith(str(package)):
-                code.add("src/deepfake_xai/" + Path(path).relative_to(package).as_posix())
-            elif path.startswith("workflow/"):
-                code.add(path)
-        stage = {"xai_metrics": "xai"}.get(m.group(1), m.group(1))
-        assert got.setdefault(stage, code) == code, stage  # every job of a rule: the same code
-    assert set(got) == set(want) - {"download"}, set(want) ^ set(got)  # a download runs no project code
-    assert not want["download"]
-    for stage, code in got.items():
-        assert code == want[stage], (stage, code ^ want[stage])
-    assert {"src/deepfake_xai/explain/base.py", "src/deepfake_xai/explain/bulk.py"} <= got["explain"]
+    with Repo(str(REPO)) as repo:
+        stages = list(repo.index.stages)
+    checked = set()
+    for stage in stages:
+        script = re.search(r"workflow/scripts/(\w+)\.py", stage.cmd).group(1)
+        code = {str(d.def_path) for d in stage.deps if str(d.def_path).startswith(("src/", "workflow/"))}
+        want = {"src/deepfake_xai/cli.py"} | {f"src/deepfake_xai/{p.relative_to(PACKAGE).as_posix()}"
+                                              for p in code_files(script.replace("_", "-"))}
+        assert code == want, (f"dvc.yaml, stage {stage.name}: the code deps should be exactly\n"
+                              + "\n".join(f"- {f}" for f in sorted(want)))
+        checked.add(stage.name.split("@")[0])
+    assert checked == {"synthesize", "extract", "manifest", "cache", "train", "metrics", "explain", "montage",
+                       "actmax", "xai", "xai_report", "report"}
+    download = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["download"]["do"]
+    assert "deps" not in download
 
 
 def test_dvc_outputs_equal_snakemakes_for_the_same_config(repro, tmp_path):

@@ -172,19 +172,27 @@ def test_changing_only_worker_counts_replans_nothing_and_reaches_the_jobs(tiny_r
 
 
 def test_editing_library_code_reruns_exactly_the_jobs_that_run_it(tiny_run):
-    """Snakemake tracks no code of a shell rule by itself: each rule lists the modules its jobs run
-    as inputs, so an edit re-plans those jobs and what follows (the run's own copy of the library)."""
-    module = tiny_run / "src/deepfake_xai/metrics.py"
-    original, before = module.read_bytes(), os.stat(module)
-    try:
-        module.write_bytes(original + b"\n# an edit\n")
-        jobs = planned_jobs(run_snakemake(tiny_run, "-n", "--configfile", "tiny.yaml").stdout)
-    finally:
-        module.write_bytes(original)
-        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert {rule for rule, _ in jobs} == {"metrics", "report"}
-    assert len([j for j in jobs if j[0] == "metrics"]) == 20  # every cell of the tiny grid
-    assert "Nothing to be done" in run_snakemake(tiny_run, "-n", "--configfile", "tiny.yaml").stdout
+    """Snakemake tracks no code of a shell rule by itself: each rule's parameters hold the digest of
+    the code its subcommand runs, so an edit re-plans exactly those jobs and what follows, while a
+    touched file or an edited help text re-plans nothing (the run's own copy of the library)."""
+    package = tiny_run / "src/deepfake_xai"
+
+    def planned_after(path, edit) -> set[str]:
+        original, before = path.read_bytes(), os.stat(path)
+        try:
+            path.write_bytes(edit(original))
+            return {rule for rule, _ in planned_jobs(run_snakemake(tiny_run, "-n", "--configfile", "tiny.yaml").stdout)}
+        finally:
+            path.write_bytes(original)
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    jobs = planned_jobs(run_snakemake(tiny_run, "-n", "--configfile", "tiny.yaml").stdout)
+    assert not jobs
+    assert planned_after(package / "metrics.py", lambda b: b + b"\n# an edit\n") == {"metrics", "report"}
+    assert planned_after(package / "sets.py", lambda b: b + b"\n# an edit\n") >= {"train", "metrics", "explain"}
+    assert planned_after(package / "cli.py", lambda b: b.replace(b"predictions of a trained model on test parts",
+                                                                 b"predictions of a trained model")) == set()
+    assert planned_after(package / "metrics.py", lambda b: b) == set()  # rewritten, the same content
 
 
 def test_a_cell_rebuilt_from_scratch_is_identical(tiny_run):

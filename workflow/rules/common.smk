@@ -72,36 +72,11 @@ if DATA_GENERATED and DATA_CFG["source"] == "trueface" and not DATA_CFG["downloa
 
 ARCHIVES = dxcfg.download_archives(config)
 
-# The code each rule's jobs run, as inputs: Snakemake tracks no code of a shell rule by itself, but
-# re-runs a job whose input is newer than its outputs, so editing one of these files re-runs the jobs
-# that run it. The same lists as dvc.yaml's stage deps (a test checks); library paths are resolved
-# to the package the jobs import.
-CODE = {
-    "synthesize": ["workflow/scripts/synth.py", "src/deepfake_xai/cli.py", "src/deepfake_xai/data/synth.py",
-                   "src/deepfake_xai/data/social.py", "src/deepfake_xai/data/layout.py",
-                   "src/deepfake_xai/data/archive.py", "src/deepfake_xai/io.py"],
-    "extract": ["src/deepfake_xai/data/archive.py"],
-    "manifest": ["src/deepfake_xai/data"],
-    "cache": ["src/deepfake_xai/data"],
-    "train": ["src/deepfake_xai/train.py", "src/deepfake_xai/models.py", "src/deepfake_xai/evaluate.py"],
-    "metrics": ["src/deepfake_xai/metrics.py"],
-    "explain": ["src/deepfake_xai/explain"],
-    "montage": ["src/deepfake_xai/explain/panels.py"],
-    "actmax": ["src/deepfake_xai/explain/actmax.py"],
-    "xai_metrics": ["src/deepfake_xai/explain/quality.py", "src/deepfake_xai/explain/assess.py"],
-    "xai_report": ["src/deepfake_xai/report/xai.py"],
-    "report": ["src/deepfake_xai/report"],
-}
-PACKAGE = Path(dxcfg.__file__).parent
-
-
-def code(rule: str) -> list[str]:
-    """The Python files behind CODE[rule] (a folder: every module in it)."""
-    files = []
-    for path in CODE[rule]:
-        target = PACKAGE / path.removeprefix("src/deepfake_xai/") if path.startswith("src/deepfake_xai/") else Path(path)
-        files += sorted(str(f) for f in target.rglob("*.py")) if target.is_dir() else [str(target)]
-    return files
+# The code each rule's jobs run, as a parameter: Snakemake tracks no code of a shell rule by itself,
+# and re-runs a job whose parameters changed. code_digest(subcommand) hashes the source that decides
+# what the subcommand writes (its cli.py function, the package modules it imports, package data), so
+# an edit re-runs exactly the jobs that run the edited code; touching, moving or reinstalling does not.
+from deepfake_xai.provenance import code_digest
 
 
 def archive_files() -> list[str]:

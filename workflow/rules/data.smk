@@ -6,11 +6,10 @@
 if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
 
     rule synthesize:
-        input:
-            code=code("synthesize"),
         output:
             f"resources/{DATASET}/archives/synthetic.tar",
         params:
+            code=code_digest("synth"),
             py=PY,
             cfg=as_json({**dxcfg.without_speed_keys(DATA_CFG["synthetic"]), "platforms": DATA_CFG["platforms"]}),
         log:
@@ -52,10 +51,10 @@ if DATA_GENERATED:
     rule extract:
         input:
             archives=archive_files(),
-            code=code("extract"),
         output:
             directory(DATA_ROOT),
         params:
+            code=code_digest("extract"),
             py=PY,
         log:
             f"{LOGS}/extract.log",
@@ -70,13 +69,13 @@ if DATA_GENERATED:
 rule manifest:
     input:
         root=DATA_ROOT,
-        code=code("manifest"),
     output:
         manifest=f"{RESULTS}/manifest.parquet",
         rejected=f"{RESULTS}/rejected.parquet",
         summary=report(f"{RESULTS}/manifest_summary.csv", caption="../report/manifest.rst",
                        category="1. Data", labels={"table": "manifest summary"}),
     params:
+        code=code_digest("manifest"),
         py=PY,
         dataset=DATASET,
         cfg=as_json(dxcfg.manifest_config(config)),

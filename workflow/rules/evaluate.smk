@@ -5,10 +5,10 @@
 rule metrics:
     input:
         predictions=f"{RESULTS}/predictions/{{model}}/{{train_set}}/{{test_set}}.parquet",
-        code=code("metrics"),
     output:
         f"{RESULTS}/metrics/{{model}}/{{train_set}}/{{test_set}}.json",
     params:
+        code=code_digest("metrics"),
         py=PY,
         threshold=config["evaluate"]["threshold"],
         bootstrap=config["evaluate"]["bootstrap"],

@@ -11,7 +11,6 @@ rule explain:
         manifest=f"{RESULTS}/manifest.parquet",
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
         predictions=f"{RESULTS}/predictions/{{model}}/{{train_set}}/{{test_set}}.parquet",
-        code=code("explain"),
     output:
         maps=f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/{{test_set}}/maps.npz",
         panels=report(
@@ -23,6 +22,7 @@ rule explain:
             labels={"model": "{model}", "image": "{name}"},
         ),
     params:
+        code=code_digest("explain-cell"),
         py=PY,
         dataset=DATASET,
         settings=settings_json,
@@ -62,7 +62,6 @@ rule montage:
     input:
         maps=lambda wc: [f"{RESULTS}/heatmaps/{m}/{wc.train_set}/{wc.test_set}/maps.npz"
                          for m in montage_models(wc.train_set, wc.test_set)],
-        code=code("montage"),
     output:
         report(
             directory(f"{RESULTS}/montages/{{train_set}}/{{test_set}}"),
@@ -73,6 +72,7 @@ rule montage:
             labels={"method": "{method}"},
         ),
     params:
+        code=code_digest("montage"),
         py=PY,
         models=lambda wc: montage_models(wc.train_set, wc.test_set),
         methods=EXPLAIN["methods"],
@@ -92,7 +92,6 @@ rule actmax:
     priority: EXPLANATION_PRIORITY
     input:
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
-        code=code("actmax"),
     output:
         report(
             f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/actmax.png",
@@ -102,6 +101,7 @@ rule actmax:
             labels={"model": "{model}", "train set": "{train_set}"},
         ),
     params:
+        code=code_digest("actmax"),
         py=PY,
         settings=settings_json,
         steps=EXPLAIN["actmax_steps"],

@@ -9,7 +9,6 @@ rule report:
         metrics=metrics_files(),
         train=[f"{RESULTS}/models/{m}/{tr}/train.json" for m, tr in PAIRS],
         explain=explain_files() + xai_report_files(),
-        code=code("report"),
     output:
         tables_csv=[
             report(p, caption="../report/paper_table.rst", category="5. Paper tables",
@@ -35,6 +34,7 @@ rule report:
         ],
         readme=f"{REPORTS}/README.md",
     params:
+        code=code_digest("report"),
         py=PY,
         dataset=DATASET,
         out_dir=lambda wc, output: str(Path(output.readme).parent),

@@ -5,11 +5,11 @@ rule cache:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
         root=DATA_ROOT,
-        code=code("cache"),
     output:
         npy=f"{RESULTS}/cache/{{cache}}.npy",
         index=f"{RESULTS}/cache/{{cache}}.parquet",
     params:
+        code=code_digest("cache"),
         py=PY,
         dataset=DATASET,
         resize=lambda wc: cache_params(wc)["resize"],
@@ -39,7 +39,6 @@ rule train:
     input:
         unpack(cache_inputs),
         manifest=f"{RESULTS}/manifest.parquet",
-        code=code("train"),
     output:
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
         log_csv=f"{RESULTS}/models/{{model}}/{{train_set}}/log.csv",
@@ -47,6 +46,7 @@ rule train:
         predictions=expand(f"{RESULTS}/predictions/{{{{model}}}}/{{{{train_set}}}}/{{test_set}}.parquet",
                            test_set=PREDICTED_SETS),
     params:
+        code=code_digest("train"),
         launcher=train_launcher(),
         dataset=DATASET,
         settings=settings_json,

@@ -13,10 +13,10 @@ rule xai_metrics:
         weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
         maps=f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/{{test_set}}/maps.npz",
         predictions=f"{RESULTS}/predictions/{{model}}/{{train_set}}/{{test_set}}.parquet",
-        code=code("xai_metrics"),
     output:
         f"{RESULTS}/xai_metrics/{{model}}/{{train_set}}/{{test_set}}.json",
     params:
+        code=code_digest("xai-cell"),
         py=PY,
         dataset=DATASET,
         settings=settings_json,
@@ -61,7 +61,6 @@ rule xai_report:
         manifest=f"{RESULTS}/manifest.parquet",
         scores=xai_files(),
         maps=[f"{RESULTS}/heatmaps/{m}/{tr}/{te}/maps.npz" for m, tr, te in EXPLAIN_CELLS],
-        code=code("xai_report"),
     output:
         ranking_md=f"{REPORTS}/xai/ranking.md",
         ranking=report(f"{REPORTS}/xai/ranking.csv", caption="../report/xai_ranking.rst",
@@ -73,6 +72,7 @@ rule xai_report:
         robustness=report(f"{REPORTS}/xai/robustness.png", caption="../report/xai_robustness.rst",
                           category="6. Explanation quality", labels={"figure": "robustness"}),
     params:
+        code=code_digest("xai-report"),
         py=PY,
         dataset=DATASET,
         method=XAI["prior_method"],
