@@ -284,6 +284,10 @@ def test_speed_file_fills_only_what_the_command_line_leaves_unset(tmp_path):
     with pytest.raises(SystemExit, match=r"speed\.cache\.workers must be a positive integer, not 0"):
         parsed("cache", "--manifest", "x", "--dataset", "d", "--root", "r", "--out", "o", "--index", "i",
                "--center-crop", "8", "--speed", str(speed))
+    speed.write_text(yaml.safe_dump({"speed": {"cache": 4}}))
+    with pytest.raises(SystemExit, match=r"speed\.cache must be a mapping of option names to values, not 4"):
+        parsed("cache", "--manifest", "x", "--dataset", "d", "--root", "r", "--out", "o", "--index", "i",
+               "--center-crop", "8", "--speed", str(speed))
     speed.write_text("compute: {}\n")
     with pytest.raises(SystemExit, match=f"--speed {speed}: no `speed` section"):
         parsed(*train)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from deepfake_xai.data import layout
@@ -131,3 +132,12 @@ def test_share_command_takes_quiet_anywhere_and_names_a_missing_folder(synth_roo
     missing = subprocess.run([*cmd[:4], str(tmp_path / "nowhere"), *cmd[5:]], capture_output=True, text=True)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert f"error: source folder {tmp_path / 'nowhere'} does not exist" in missing.stderr
+
+
+def test_quiet_after_a_double_dash_is_an_argument_not_the_option(tmp_path, monkeypatch):
+    from deepfake_xai.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=r"--quiet"):  # the archive named "--quiet" is looked for
+        main(["extract", "--out", "d", "--", "--quiet"])
+    assert not (tmp_path / "d").exists()

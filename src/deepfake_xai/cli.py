@@ -376,13 +376,14 @@ def cmd_montage(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from .report.build import build_report
+    from .report.tables import ReportInputError
 
     try:
         written = build_report(metrics_files=args.metrics, train_files=args.train, out_dir=args.out_dir,
                                dataset=args.dataset, models=args.models, train_sets=args.train_sets,
                                test_sets=args.test_sets, config_files=args.config, results_dir=args.results,
                                explain_files=args.explain, paper_csv=args.paper)
-    except ValueError as err:
+    except ReportInputError as err:
         raise SystemExit(f"error: {err}") from None
     print(f"{len(written)} report files -> {args.out_dir} (start at {Path(args.out_dir) / 'README.md'})")
 
@@ -489,6 +490,9 @@ def apply_speed_file(args: argparse.Namespace) -> None:
             raise SystemExit(f"error: --speed {path}: no `speed` section; regenerate it with "
                              "`python workflow/scripts/dvc_params.py --config <your config>`")
         section = speed.get(args.command) or {}
+        if not isinstance(section, dict):
+            raise SystemExit(f"error: --speed {path}: speed.{args.command} must be a mapping of option names "
+                             f"to values, not {section!r}")
         for dest in SPEED_OPTIONS[args.command]:
             value = section.get(dest)
             if getattr(args, dest) is not None or value is None:
@@ -756,8 +760,9 @@ def wants_gpu(args: argparse.Namespace) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--quiet" in argv:  # accepted after the subcommand too
-        argv = ["--quiet", *[a for a in argv if a != "--quiet"]]
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    if "--quiet" in options:  # accepted after the subcommand too (not after `--`: a file may be so named)
+        argv = ["--quiet", *[a for a in options if a != "--quiet"], *argv[len(options):]]
     args = build_parser().parse_args(argv)
     apply_speed_file(args)
     if wants_gpu(args):

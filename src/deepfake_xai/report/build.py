@@ -11,7 +11,7 @@ from typing import Iterable
 
 from ..io import write_text
 from . import figures
-from .tables import build_tables, display, load_metrics, load_train_summaries, write_tables
+from .tables import ReportInputError, build_tables, display, load_metrics, load_train_summaries, write_tables
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -56,7 +56,7 @@ def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[s
     metrics_files, train_files, config_files = list(metrics_files), list(train_files), list(config_files)
     missing = [str(f) for f in config_files if not Path(f).is_file()]
     if missing:  # before any file is written: the README records each config file's hash
-        raise ValueError(f"config file(s) not found: {', '.join(missing)}; give the config files the run "
+        raise ReportInputError(f"config file(s) not found: {', '.join(missing)}; give the config files the run "
                          "merged, in order (or none)")
     metrics = load_metrics(metrics_files)
     summaries = load_train_summaries(train_files)

@@ -20,6 +20,11 @@ from ..io import write_text
 
 PAPER_CSV = "paper_tables.csv"
 
+
+class ReportInputError(ValueError):
+    """A file given to the report is missing or is not what it should be (named in the message)."""
+
+
 TITLES = {
     1: "Table 1. Trained and tested on pre-social images",
     2: "Table 2. Trained on the combined set (pre-social and the three platforms)",
@@ -114,7 +119,7 @@ def paper_rows(path: str | Path | None = None) -> list[dict]:
     rows = list(csv.DictReader(text.splitlines()))
     need = {"table", "train_set", "model", "test_set", "metric", "value"}
     if not rows or not need <= set(rows[0]):
-        raise ValueError(f"{path or PAPER_CSV}: expected columns {sorted(need)}")
+        raise ReportInputError(f"{path or PAPER_CSV}: expected columns {sorted(need)}")
     for r in rows:
         r["table"] = int(r["table"])
         r["value"] = float(r["value"])
@@ -154,7 +159,7 @@ def load_metrics(paths: Iterable[str | Path]) -> dict[tuple[str, str, str], dict
         try:
             out[metrics_key(data)] = {**data, "_path": str(p)}
         except KeyError as err:
-            raise ValueError(f"{p}: not a metrics file (no {err.args[0]!r} field); "
+            raise ReportInputError(f"{p}: not a metrics file (no {err.args[0]!r} field); "
                              "give the files written by `deepfake-xai metrics`") from None
     return out
 
@@ -169,7 +174,7 @@ def load_train_summaries(paths: Iterable[str | Path]) -> dict[tuple[str, str], d
         data = json.loads(Path(p).read_text())
         key = (data.get("model") or data["arch"], data["train_set"])
         if key in out:
-            raise ValueError(f"{p} and {out[key]['_path']} are both training runs of {key[0]} on {key[1]}; "
+            raise ReportInputError(f"{p} and {out[key]['_path']} are both training runs of {key[0]} on {key[1]}; "
                              "give one train.json per (model, train set)")
         out[key] = {**data, "_path": str(p)}
     return out
