@@ -269,3 +269,17 @@ def test_a_missing_config_file_stops_the_report_and_metrics_alone_make_one(tmp_p
                            models=["efficientnet_b2"], train_sets=["presocial"], test_sets=["presocial"],
                            config_files=[tmp_path / "run.yaml"])
     assert "`" + str(tmp_path / "run.yaml") + "` (sha256" in (out / "README.md").read_text() and written
+
+
+def test_broken_input_files_are_named_in_one_line(tmp_path):
+    bad_json = tmp_path / "cell.json"
+    bad_json.write_text('{"model": "vgg19", ')
+    with pytest.raises(T.ReportInputError, match=r"cell\.json: not valid JSON"):
+        T.load_metrics([bad_json])
+    with pytest.raises(T.ReportInputError, match=r"train\.json: not a train\.json \(no 'arch' field\)"):
+        (tmp_path / "train.json").write_text('{"train_set": "presocial"}')
+        T.load_train_summaries([tmp_path / "train.json"])
+    paper = tmp_path / "paper.csv"
+    paper.write_text("table,train_set,model,test_set,metric,value\n1,presocial,vgg19,presocial,accuracy,n/a\n")
+    with pytest.raises(T.ReportInputError, match=r"paper\.csv, line 2: table 1 and value 'n/a' must be numbers"):
+        T.paper_rows(paper)

@@ -1,17 +1,21 @@
 """Which of the package's source decides what a ``deepfake-xai`` subcommand writes, and a digest of it.
 
 A workflow should re-run a job when the code that runs in it changes: not when a file is merely
-touched, checked out again or installed elsewhere, and not after an edit to code the job never runs.
-The code of a subcommand is its ``cmd_*`` function in cli.py (with the cli.py helpers it calls) and
-every package module it imports, directly or through other modules, found by reading the imports
-(at module level and inside functions) without importing anything; package data folders (e.g.
-``report/data/``) count with their package.
+touched, checked out again or installed elsewhere, not when only a comment, a docstring or the
+version number changes, and not after an edit to code the job never runs. The code of a subcommand
+is its ``cmd_*`` function in cli.py (with the cli.py helpers and constants it refers to, and cli.py's
+own imports) and every package module it imports, directly or through other modules, found by
+reading the imports (at module level and inside functions) without importing anything; package
+data folders (e.g. ``report/data/``) count with their package. Option defaults in ``build_parser``
+are not part of it: the workflow passes every option that shapes an output.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import io
+import tokenize
 from functools import cache
 from pathlib import Path
 
@@ -31,13 +35,16 @@ def _module_file(module: str) -> Path | None:
     return None
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(PACKAGE).with_suffix("")
-    parts = [NAME, *rel.parts]
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+@cache
+def _source(path: Path) -> tuple[str, ast.Module]:
+    text = path.read_bytes().decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        return text, ast.parse(text, filename=str(path))
+    except SyntaxError as err:
+        raise ValueError(f"{path}, line {err.lineno}: {err.msg} (cannot tell which code this job runs)") from None
 
 
-def _imported(nodes, module: str, is_package: bool) -> set[str]:
+def _imported(nodes, module: str, is_package: bool) -> frozenset[str]:
     """Package modules imported by these AST nodes of ``module``, with their parent packages."""
     found = set()
     for node in nodes:
@@ -57,37 +64,44 @@ def _imported(nodes, module: str, is_package: bool) -> set[str]:
                 if _module_file(name) is not None:
                     parts = name.split(".")
                     found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return found
+    return frozenset(found)
 
 
 @cache
-def _parsed(path: Path) -> ast.Module:
-    return ast.parse(path.read_text(), filename=str(path))
+def _module_imports(module: str) -> frozenset[str]:
+    path = _module_file(module)
+    return _imported(_source(path)[1].body, module, path.name == "__init__.py")
 
 
-def _module_closure(modules: set[str]) -> set[Path]:
+def _module_closure(modules) -> set[Path]:
     todo, seen = set(modules), set()
     while todo:
         name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        path = _module_file(name)
-        todo |= _imported(_parsed(path).body, name, path.name == "__init__.py") - seen
+        if name not in seen:
+            seen.add(name)
+            todo |= _module_imports(name) - seen
     return {_module_file(m) for m in seen}
 
 
-def _command_sources(command: str) -> list[ast.AST]:
-    """The subcommand's ``cmd_*`` function and the cli.py functions and constants it refers to."""
-    tree = _parsed(PACKAGE / "cli.py")
-    top = {}
+def _assigned_names(node: ast.AST) -> list[str]:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+
+
+def _command_nodes(command: str) -> list[ast.AST]:
+    """The subcommand's ``cmd_*`` function, the cli.py functions, classes and constants it refers
+    to (transitively), and cli.py's module-level imports (they run for every subcommand)."""
+    tree = _source(PACKAGE / "cli.py")[1]
+    top: dict[str, list[ast.AST]] = {}
+    imports = []
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            top[node.name] = node
-        elif isinstance(node, ast.Assign):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    top[target.id] = node
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            top.setdefault(node.name, []).append(node)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for name in _assigned_names(node):
+                top.setdefault(name, []).append(node)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(node)
     entry = f"cmd_{command.replace('-', '_')}"
     if entry not in top:
         raise KeyError(f"deepfake-xai has no subcommand {command!r} (no {entry} in cli.py)")
@@ -97,37 +111,77 @@ def _command_sources(command: str) -> list[ast.AST]:
         if name in used:
             continue
         used[name] = top[name]
-        todo += [n.id for n in ast.walk(top[name]) if isinstance(n, ast.Name) and n.id in top and n.id not in used]
-    return [used[n] for n in sorted(used)]
+        todo += [n.id for node in top[name] for n in ast.walk(node)
+                 if isinstance(n, ast.Name) and n.id in top and n.id not in used]
+    nodes = {id(n): n for name in sorted(used) for n in used[name]}
+    return imports + sorted(nodes.values(), key=lambda n: n.lineno)
 
 
 def _data_files(package_init: Path) -> list[Path]:
-    """Files in the package's non-package subfolders (package data such as report/data/)."""
+    """Files in the package's non-package subfolders (package data such as report/data/), editor
+    backups and hidden files left out."""
     out = []
     for sub in sorted(p for p in package_init.parent.iterdir() if p.is_dir()):
         if not (sub / "__init__.py").exists() and not sub.name.startswith((".", "__")):
-            out += [f for f in sorted(sub.rglob("*")) if f.is_file() and not f.name.startswith(".")]
+            out += [f for f in sorted(sub.rglob("*")) if f.is_file() and not f.name.startswith((".", "#"))
+                    and not f.name.endswith(("~", ".swp", ".bak", ".orig"))]
     return out
 
 
 @cache
 def code_files(command: str) -> tuple[Path, ...]:
     """Every package file whose content decides what ``deepfake-xai <command>`` writes, cli.py aside
-    (only its command function and helpers count: see :func:`code_digest`)."""
-    modules = _imported(_command_sources(command), f"{NAME}.cli", False)
+    (only its command function, helpers and imports count: see :func:`code_digest`)."""
+    modules = _imported(_command_nodes(command), f"{NAME}.cli", False)
     files = _module_closure(modules) - {PACKAGE / "cli.py"}
     files |= {f for init in list(files) if init.name == "__init__.py" for f in _data_files(init)}
     return tuple(sorted(files))
 
 
 @cache
+def _code_lines(path: Path) -> tuple[str, ...]:
+    """The module's lines without comments, docstrings, a module-level ``__version__``, trailing
+    spaces and blank lines: what runs, as text (the same on every Python version)."""
+    text, tree = _source(path)
+    lines = text.split("\n")
+    drop_lines = {i for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                  and "__version__" in _assigned_names(node) for i in range(node.lineno, node.end_lineno + 1)}
+    docstrings = {(d.lineno, d.col_offset) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(d := node.body[0], ast.Expr)
+                  and isinstance(d.value, ast.Constant) and isinstance(d.value.value, str)}
+    cut: dict[int, list[tuple[int, int]]] = {}  # line -> character spans to remove
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type == tokenize.COMMENT or (tok.type == tokenize.STRING and tok.start in docstrings):
+            for row in range(tok.start[0], tok.end[0] + 1):
+                lo = tok.start[1] if row == tok.start[0] else 0
+                hi = tok.end[1] if row == tok.end[0] else len(lines[row - 1])
+                cut.setdefault(row, []).append((lo, hi))
+    out = []
+    for row, line in enumerate(lines, start=1):
+        if row in drop_lines:
+            line = ""
+        for lo, hi in sorted(cut.get(row, []), reverse=True):
+            line = line[:lo] + line[hi:]
+        out.append(line.rstrip())
+    return tuple(out)
+
+
+def _code_text(path: Path, first: int = 1, last: int | None = None) -> str:
+    return "\n".join(line for line in _code_lines(path)[first - 1:last] if line)
+
+
+@cache
 def code_digest(command: str) -> str:
-    """SHA-256 of the command's code: its cli.py function and helpers (source text) and the content
-    of every file of :func:`code_files`, by path relative to the package."""
+    """SHA-256 of the command's code: its cli.py function, helpers and imports, and every file of
+    :func:`code_files` by its path in the package; Python files without comments, docstrings and
+    blank lines, data files byte for byte."""
     h = hashlib.sha256()
-    cli_text = (PACKAGE / "cli.py").read_text()
-    for node in _command_sources(command):
-        h.update(ast.get_source_segment(cli_text, node).encode() + b"\0")
+    cli = PACKAGE / "cli.py"
+    for node in _command_nodes(command):
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        h.update(_code_text(cli, first, node.end_lineno).encode() + b"\0")
     for path in code_files(command):
-        h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        content = _code_text(path).encode() if path.suffix == ".py" else path.read_bytes()
+        h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + content + b"\0")
     return h.hexdigest()

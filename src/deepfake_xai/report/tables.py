@@ -120,9 +120,13 @@ def paper_rows(path: str | Path | None = None) -> list[dict]:
     need = {"table", "train_set", "model", "test_set", "metric", "value"}
     if not rows or not need <= set(rows[0]):
         raise ReportInputError(f"{path or PAPER_CSV}: expected columns {sorted(need)}")
-    for r in rows:
-        r["table"] = int(r["table"])
-        r["value"] = float(r["value"])
+    for i, r in enumerate(rows, start=2):
+        try:
+            r["table"] = int(r["table"])
+            r["value"] = float(r["value"])
+        except ValueError:
+            raise ReportInputError(f"{path or PAPER_CSV}, line {i}: table {r['table']!r} and value {r['value']!r} "
+                                   "must be numbers") from None
     return rows
 
 
@@ -151,11 +155,21 @@ def metrics_key(metrics: Mapping) -> tuple[str, str, str]:
     return metrics["model"], metrics["train_set"], metrics["test_set"]
 
 
+def _read_json(path, writer: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ReportInputError(f"{path}: not valid JSON ({err}); rebuild it with `{writer}`") from None
+    if not isinstance(data, dict):
+        raise ReportInputError(f"{path}: not a JSON object; rebuild it with `{writer}`")
+    return data
+
+
 def load_metrics(paths: Iterable[str | Path]) -> dict[tuple[str, str, str], dict]:
     """Metrics files keyed by (model, train set, test set), read from the fields inside each file."""
     out = {}
     for p in paths:
-        data = json.loads(Path(p).read_text())
+        data = _read_json(p, "deepfake-xai metrics")
         try:
             out[metrics_key(data)] = {**data, "_path": str(p)}
         except KeyError as err:
@@ -171,8 +185,11 @@ def load_train_summaries(paths: Iterable[str | Path]) -> dict[tuple[str, str], d
     before train.json recorded it fall back to the architecture."""
     out = {}
     for p in paths:
-        data = json.loads(Path(p).read_text())
-        key = (data.get("model") or data["arch"], data["train_set"])
+        data = _read_json(p, "deepfake-xai train")
+        try:
+            key = (data.get("model") or data["arch"], data["train_set"])
+        except KeyError as err:
+            raise ReportInputError(f"{p}: not a train.json (no {err.args[0]!r} field)") from None
         if key in out:
             raise ReportInputError(f"{p} and {out[key]['_path']} are both training runs of {key[0]} on {key[1]}; "
                              "give one train.json per (model, train set)")
