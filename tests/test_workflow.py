@@ -190,10 +190,9 @@ def test_editing_library_code_reruns_exactly_the_jobs_that_run_it(tiny_run):
     assert not jobs
     assert planned_after(package / "metrics.py", lambda b: b + b"\nEDITED = 1\n") == {"metrics", "report"}
     assert planned_after(package / "sets.py", lambda b: b + b"\nEDITED = 1\n") >= {"train", "metrics", "explain"}
-    assert planned_after(package / "sets.py", lambda b: b + b"\n# a comment\n") == set()
     assert planned_after(package / "cli.py", lambda b: b.replace(b"predictions of a trained model on test parts",
                                                                  b"predictions of a trained model")) == set()
-    assert planned_after(package / "metrics.py", lambda b: b) == set()  # rewritten, the same content
+    # a comment, a rewrite with the same bytes, a version bump: see test_provenance.py (digests)
 
 
 def test_a_cell_rebuilt_from_scratch_is_identical(tiny_run):
