@@ -262,7 +262,11 @@ def test_speed_keys_reach_the_jobs_and_changing_them_reruns_nothing(repro):
 
 
 def test_speed_file_fills_only_what_the_command_line_leaves_unset(tmp_path):
-    from deepfake_xai.cli import apply_speed_file, build_parser
+    from deepfake_xai import config as dxcfg
+    from deepfake_xai.cli import SPEED_OPTIONS, apply_speed_file, build_parser
+
+    written = dxcfg.speed_section(dxcfg.load([str(REPO / "config/config.yaml")]))
+    assert {c: set(o) for c, o in written.items()} == {c: set(o) for c, o in SPEED_OPTIONS.items()}
 
     speed = tmp_path / "params.yaml"
     speed.write_text(yaml.safe_dump({"speed": {"train": {"threads": 3, "loader_workers": {"m": 4}},

@@ -20,14 +20,29 @@ TEST_PARTS = PLATFORM_PARTS  # test sets that are inferred; "combined" is pooled
 CACHE_KEYS = ("resize", "center_crop")
 # Keys that set only how fast a job runs, never what it computes: not part of a run's identity.
 SPEED_KEYS = ("workers", "loader_workers")
+# The compute section's keys of the same kind (threads per job, cache decoding processes).
+COMPUTE_SPEED_KEYS = ("train_threads", "predict_threads", "cache_workers")
 # The data section's keys that decide the manifest's content (Snakemake and DVC track these).
 MANIFEST_KEYS = ("splits", "max_rejected_fraction", "max_unpartnered_fraction", "ignore", "verify")
 
 
 def without_speed_keys(section: dict) -> dict:
     """``section`` less the keys that only set how fast a job runs: they reach the job as threads,
-    a resource or a command-line option, so changing them never re-runs a finished job."""
+    a resource, a command-line option or a --speed file, so changing them never re-runs a finished job."""
     return {k: v for k, v in section.items() if k not in SPEED_KEYS}
+
+
+def speed_section(config: dict) -> dict[str, dict]:
+    """Every speed-only value as the command-line options of the subcommands they tune
+    (``{subcommand: {option: value}}``; loader_workers per model name): what a job given
+    ``--speed FILE`` reads from FILE's ``speed`` section."""
+    compute = config["compute"]
+    loader = {m: model_settings(config, m)["loader_workers"] for m in config["models"]}
+    return {"synth": {"workers": config["data"]["synthetic"]["workers"]},
+            "manifest": {"workers": config["data"]["workers"]},
+            "cache": {"workers": compute["cache_workers"]},
+            "train": {"threads": compute["train_threads"], "loader_workers": loader},
+            **{cmd: {"threads": compute["predict_threads"]} for cmd in ("predict", "explain-cell", "xai-cell", "actmax")}}
 
 
 def manifest_config(config: dict) -> dict:

@@ -72,8 +72,7 @@ def build(config: dict, configs: list[str]) -> dict:
     manifest = _json(dxcfg.manifest_config(config))
     # speed-only keys are neither tracked values nor part of a command (DVC re-runs a stage whose
     # command changed): the jobs read them from the `speed` section at run time (--speed params.yaml)
-    full = {m: dxcfg.model_settings(config, m) for m in config["models"]}
-    settings = {m: dxcfg.without_speed_keys(s) for m, s in full.items()}
+    settings = {m: dxcfg.without_speed_keys(dxcfg.model_settings(config, m)) for m in config["models"]}
     caches = {}
     pairs = {}
     for model, train_set in dxcfg.training_pairs(config):
@@ -133,14 +132,7 @@ def build(config: dict, configs: list[str]) -> dict:
                                                                     "spectra.png", "robustness.png")
                                  if xai_cells)
     report["xai_dep"] = f"reports/{ds}/xai" if xai_cells else "src/deepfake_xai/report"
-    compute = {k: v for k, v in config["compute"].items() if k not in ("train_threads", "predict_threads",
-                                                                          "cache_workers")}
-    speed = {"synth": {"workers": data["synthetic"]["workers"]}, "manifest": {"workers": data["workers"]},
-             "cache": {"workers": config["compute"]["cache_workers"]},
-             "train": {"threads": config["compute"]["train_threads"],
-                       "loader_workers": {m: full[m]["loader_workers"] for m in config["models"]}},
-             **{cmd: {"threads": config["compute"]["predict_threads"]}
-                for cmd in ("predict", "explain-cell", "xai-cell", "actmax")}}
+    compute = {k: v for k, v in config["compute"].items() if k not in dxcfg.COMPUTE_SPEED_KEYS}
     compute["device"] = compute["device"] or "auto"
     compute["cache_jpeg_device"] = compute.get("cache_jpeg_device") or "none"
     n = compute["gpus_per_job"]
@@ -153,7 +145,7 @@ def build(config: dict, configs: list[str]) -> dict:
         "explain": explain_opts, "explain_cells": explain, "montages": montages, "actmax": actmax,
         "report": report, "xai": xai_opts, "xai_cells": xai_cells,
         "xai_reports": {"all": xai_report} if xai_cells else {},
-        "speed": speed,
+        "speed": dxcfg.speed_section(config),
     }
 
 
