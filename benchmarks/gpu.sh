@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# One prepared GPU check for issue 10's figures: about 6 minutes on an H100, no network needed.
+# One prepared GPU check for issue 10's figures: at most 8 minutes (BUDGET), no network needed.
 #
 #   OUT=/some/dir bash benchmarks/gpu.sh              # on a GPU machine, from the repository root
 #   DEVICE=cpu OUT=/tmp/g bash benchmarks/gpu.sh      # rehearsal on a CPU: every step, small sizes
 #
 # 1. installs what the GPU image lacks (grad-cam, ttach, snakemake and its dependencies) from the
 #    wheels carried in .whl/ (see "Wheels" below), into /tmp/site;
-# 2. runs one real training + evaluation + explanation cell through `snakemake` on a synthetic
-#    dataset at 256 px (efficientnet_b2 trained on pre-social, tested on pre-social and combined);
-# 3. prints the figures: training images/s fed from the cache vs from tensors on the device, evaluation
-#    images/s (eager and torch.compile), bulk Grad-CAM vs pytorch-grad-cam, cache build images/s
-#    with PIL and with nvJPEG.
+# 2. prints the figures, quickest and most wanted first: bulk Grad-CAM vs pytorch-grad-cam (fp32 and
+#    bf16), training images/s fed from the cache vs from tensors on the device, evaluation images/s
+#    (eager and torch.compile), cache build images/s with PIL and with nvJPEG;
+# 3. runs one real training + evaluation + explanation cell through `snakemake` on a synthetic
+#    dataset at 256 px (efficientnet_b2 trained on pre-social, tested on pre-social and combined).
+# Every step has a cap and all share BUDGET seconds (default 480): a slow or hung step is stopped and
+# the script goes on; $OUT/steps.txt lists each step as ok, FAILED, STOPPED or SKIPPED.
 # Every figure is also written under $OUT as JSON or text.
 #
 # Wheels (built on the development machine; the GPU image has Python 3.12):
@@ -36,6 +38,27 @@ else
   ET="--batch 64 --images 128 --loader-workers 1"; CT="--images 8 --size 256 --jpeg-device cpu"
 fi
 
+BUDGET=${BUDGET:-480}  # seconds for the whole script (issue 10: fits in 8 minutes; the install takes seconds)
+START=$(date +%s)
+# step NAME CAP CMD...: run CMD for at most CAP seconds and at most what is left of BUDGET; a failure,
+# a stop at the cap or a skip is printed and listed in $OUT/steps.txt, and the script goes on.
+step() {
+  local name=$1 cap=$2 left rc=0
+  shift 2
+  left=$((BUDGET - ($(date +%s) - START)))
+  [ "$cap" -gt "$left" ] && cap=$left
+  echo "== $name"
+  if [ "$cap" -lt 15 ]; then
+    echo "SKIPPED: $name (under 15 s of the ${BUDGET} s budget left)" | tee -a "$OUT/steps.txt"; return 0
+  fi
+  timeout -k 10 "$cap" "$@" || rc=$?
+  case $rc in
+    0) echo "ok: $name" >> "$OUT/steps.txt" ;;
+    124|137) echo "STOPPED after $cap s: $name" | tee -a "$OUT/steps.txt" ;;
+    *) echo "FAILED (exit $rc): $name" | tee -a "$OUT/steps.txt" ;;
+  esac
+}
+
 # ---- 1. what the image lacks, from the carried wheels
 if [ -d .whl ]; then
   if ! $PY -c "import pytorch_grad_cam, ttach" 2>/dev/null; then
@@ -51,7 +74,28 @@ export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
   $PY -c "import torch, timm, snakemake; print('python', __import__('sys').version.split()[0], 'torch', torch.__version__, 'timm', timm.__version__, 'snakemake', snakemake.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
 } | tee "$OUT/machine.txt"
 
-# ---- 2. one cell through snakemake, in a copy of the workflow
+# ---- 2. the throughput figures, quickest and most wanted first (bulk Grad-CAM is issue 5's figure).
+# Each step runs under a cap and within what is left of BUDGET seconds (the whole script), so a slow
+# or hung step costs its cap, not the figures after it; skipped and stopped steps are named in $OUT.
+cd "$REPO/benchmarks"
+step "bulk Grad-CAM vs pytorch-grad-cam, fp32" 90 \
+  $PY heatmap_throughput.py --model efficientnet_b2 --size $SIZE --batch $HM_BATCH --repeats $HM_REPEATS \
+  --device $DEVICE --json "$OUT/heatmap_throughput.json"
+if [ "$DEVICE" = cuda ]; then
+  step "bulk Grad-CAM (bf16 + channels_last) vs pytorch-grad-cam" 90 \
+    $PY heatmap_throughput.py --model efficientnet_b2 --size $SIZE --batch $HM_BATCH --repeats $HM_REPEATS \
+    --device cuda --amp --json "$OUT/heatmap_throughput_amp.json"
+fi
+step "training images/s: memory-mapped cache vs tensors already on the device" 120 \
+  $PY train_throughput.py --model efficientnet_b2 --size $CROP --cached $SIZE --device $DEVICE $TT \
+  --json "$OUT/train_throughput.json"
+step "evaluation images/s from the cache" 180 \
+  $PY eval_throughput.py --model efficientnet_b2 --size $CROP --device $DEVICE $ET --json "$OUT/eval_throughput.json"
+step "cache build images/s: PIL processes vs torchvision's JPEG decoder on $DEVICE" 60 \
+  $PY cache_throughput.py $CT --json "$OUT/cache_throughput.json"
+
+cd "$REPO"
+# ---- 3. one cell through snakemake, in a copy of the workflow
 W=$(mktemp -d)
 mkdir -p "$W/repo"
 cp -r Snakefile environment.yml workflow config src "$W/repo/"
@@ -71,43 +115,34 @@ xai: {n_images: 16, steps: 8}
 EOF
 R=results/synthetic
 T0=$(date +%s%N)
-(cd "$W/repo" && $PY -m snakemake \
+cd "$W/repo"
+step "one efficientnet_b2 cell through snakemake" 420 $PY -m snakemake \
   $R/metrics/efficientnet_b2/presocial/presocial.json $R/metrics/efficientnet_b2/presocial/combined.json \
   $R/xai_metrics/efficientnet_b2/presocial/presocial.json \
-  --cores "$CORES" --resources gpu=1 --configfile gpu.yaml --quiet rules) > "$OUT/snakemake_cell.txt" 2>&1 \
-  || { echo "snakemake cell FAILED"; tail -40 "$OUT/snakemake_cell.txt"; cp -r "$W/repo/$R/logs" "$OUT/cell_logs" || true; }
+  --cores "$CORES" --resources gpu=1 --configfile gpu.yaml --quiet rules > "$OUT/snakemake_cell.txt" 2>&1
 T1=$(date +%s%N)
-cp -r "$W/repo/$R/benchmarks" "$OUT/snakemake_benchmarks" || true
-$PY - "$W/repo/$R" "$T0" "$T1" <<'PYEOF' | tee "$OUT/snakemake_cell_summary.txt" || echo "no cell summary"
-import json, sys
+cd "$REPO"
+if ! grep -q "^ok: one efficientnet_b2 cell" "$OUT/steps.txt"; then
+  tail -40 "$OUT/snakemake_cell.txt"; cp -r "$W/repo/$R/logs" "$OUT/cell_logs" 2>/dev/null || true
+fi
+cp -r "$W/repo/$R/benchmarks" "$OUT/snakemake_benchmarks" 2>/dev/null || true
+$PY - "$W/repo/$R" "$T0" "$T1" <<'PYEOF' | tee "$OUT/snakemake_cell_summary.txt"
+import json, os, sys
 r, wall = sys.argv[1], (int(sys.argv[3]) - int(sys.argv[2])) / 1e9
-t = json.load(open(f"{r}/models/efficientnet_b2/presocial/train.json"))
+def read(path):
+    if os.path.exists(f"{r}/{path}"):
+        return json.load(open(f"{r}/{path}"))
+    print(f"(not written: {path})")
 print(f"snakemake cell (data, manifest, cache, train, predict, metrics, explain, xai): {wall:.1f} s")
-print(f"train on {t['device']}: {t['n_train']} images x {t['epochs']} epochs, {t['images_per_s']:.0f} images/s, "
-      f"bf16={t['amp_bf16']}, channels_last={t['channels_last']}")
+if t := read("models/efficientnet_b2/presocial/train.json"):
+    print(f"train on {t['device']}: {t['n_train']} images x {t['epochs']} epochs, {t['images_per_s']:.0f} images/s, "
+          f"bf16={t['amp_bf16']}, channels_last={t['channels_last']}")
 for part in ("presocial", "combined"):
-    m = json.load(open(f"{r}/metrics/efficientnet_b2/presocial/{part}.json"))
-    print(f"efficientnet_b2/presocial -> {part}: accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f}, n={m['n']}")
-x = json.load(open(f"{r}/xai_metrics/efficientnet_b2/presocial/presocial.json"))
-print(f"explanation quality: {len(x['methods'])} methods on {x['n_images']} images in {x['seconds']:.1f} s")
+    if m := read(f"metrics/efficientnet_b2/presocial/{part}.json"):
+        print(f"efficientnet_b2/presocial -> {part}: accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f}, n={m['n']}")
+if x := read("xai_metrics/efficientnet_b2/presocial/presocial.json"):
+    print(f"explanation quality: {len(x['methods'])} methods on {x['n_images']} images in {x['seconds']:.1f} s")
 PYEOF
 rm -rf "$W"
 
-# ---- 3. the throughput figures
-cd "$REPO/benchmarks"
-echo "== training images/s: memory-mapped cache vs tensors already on the device"
-$PY train_throughput.py --model efficientnet_b2 --size $CROP --cached $SIZE --device $DEVICE $TT \
-  --json "$OUT/train_throughput.json" || echo "train_throughput FAILED"
-echo "== evaluation images/s from the cache"
-$PY eval_throughput.py --model efficientnet_b2 --size $CROP --device $DEVICE $ET \
-  --json "$OUT/eval_throughput.json" || echo "eval_throughput FAILED"
-echo "== bulk Grad-CAM vs pytorch-grad-cam (fp32, then bf16 + channels_last)"
-$PY heatmap_throughput.py --model efficientnet_b2 --size $SIZE --batch $HM_BATCH --repeats $HM_REPEATS \
-  --device $DEVICE --json "$OUT/heatmap_throughput.json" || echo "heatmap_throughput FAILED"
-if [ "$DEVICE" = cuda ]; then
-  $PY heatmap_throughput.py --model efficientnet_b2 --size $SIZE --batch $HM_BATCH --repeats $HM_REPEATS \
-    --device cuda --amp --json "$OUT/heatmap_throughput_amp.json" || echo "heatmap_throughput --amp FAILED"
-fi
-echo "== cache build images/s: PIL processes vs torchvision's JPEG decoder on $DEVICE"
-$PY cache_throughput.py $CT --json "$OUT/cache_throughput.json" || echo "cache_throughput FAILED"
 echo "gpu.sh done; figures in $OUT"
