@@ -94,6 +94,9 @@ def _torchvision_jpegs(paths: list[str], resize: int | None, center_crop: int, d
                 tensors = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in data]
                 decoded = decode_jpeg(tensors, mode=ImageReadMode.RGB, device=dev)
                 crops = torch.stack([_torch_preprocess(img, resize, center_crop) for img in decoded])
+                # .cpu() also waits for this batch's kernels: keep a synchronization here, since the CUDA
+                # decoder writes on its own stream into memory this stream may have freed but still be
+                # reading (pytorch/vision#9606)
                 yield from crops.cpu().numpy()
             except RuntimeError:
                 for path in chunk:
