@@ -318,3 +318,51 @@ def test_robustness_accuracy_uses_the_decision_threshold():
 
     assert robustness(predict, runner, crops, labels, [], [])["clean"] == 3 / 8  # 0.6 >= 0.5: all "fake"
     assert robustness(predict, runner, crops, labels, [], [], threshold=0.7)["clean"] == 5 / 8  # all "real"
+
+
+class _FirstPrediction(Exception):
+    """Raised by the test's model at the first prediction: every tensor operation before it ran."""
+
+
+@pytest.mark.parametrize("score", ["deletion", "insertion", "keep_top"])
+def test_maps_read_on_the_cpu_meet_images_on_a_gpu(score):
+    """assess_cell passes maps read from disk (CPU) with images on the model's device. The image
+    batch here is on a simulated CUDA device (FakeTensorMode checks device rules and computes
+    nothing, so no GPU is needed): mixing the devices raises there as it does on a real GPU."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    maps, targets = torch.rand(3, 8, 8), torch.tensor([0, 1, 0])
+    seen = []
+
+    def predict(x):
+        seen.append(x.device.type)
+        raise _FirstPrediction
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        images = torch.empty(3, 3, 8, 8, device="cuda")
+        with pytest.raises(_FirstPrediction):
+            if score == "keep_top":
+                Q.keep_top_confidence(predict, images, maps, targets)
+            else:
+                Q.perturbation_curve(predict, images, maps, targets, 4, score, 8, ends=(np.zeros(3), np.ones(3)))
+    assert seen == ["cuda"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_quality_scores_on_a_gpu_equal_the_cpus(device="cuda"):
+    from deepfake_xai.explain.assess import assess_cell
+    from deepfake_xai.train import Runner
+
+    model, runner, crops, made = _explained_pool_to_one(["saliency"])
+    cell = {"image_ids": [str(i) for i in range(6)], "crops": crops, "maps": made["maps"],
+            "targets": made["targets"], "labels": np.array([0, 1] * 3), "info": {}}
+    kwargs = dict(layer=model.squeeze, cell=cell, boxes=[None, (4, 4, 8, 8)] * 3, settings={}, n_images=6,
+                  steps=4, keep=0.2, road_percentiles=[50], test_crops=crops, test_labels=np.array([0, 1] * 3),
+                  jpeg_qualities=[50], scales=[0.5])
+    on_cpu = assess_cell(runner=runner, **kwargs)
+    on_gpu = assess_cell(runner=Runner(model, torch.device(device), {"image_size": H, "amp": False}), **kwargs)
+    sal_cpu, sal_gpu = on_cpu["methods"]["saliency"], on_gpu["methods"]["saliency"]
+    for key in ("deletion_auc", "insertion_auc", "confidence_keep20", "road", "energy_in_box"):
+        assert sal_gpu[key]["mean"] == pytest.approx(sal_cpu[key]["mean"], abs=1e-4), key
+    assert sal_gpu["sanity"] == sal_cpu["sanity"]
+    assert on_gpu["robustness"] == on_cpu["robustness"]

@@ -118,6 +118,7 @@ def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tenso
     The first and last steps do not depend on the map (nothing or everything replaced): pass them
     as ``ends`` (see :func:`curve_ends`) to score several methods without predicting them again."""
     n, _, h, w = images.shape
+    maps = maps.to(images.device)  # ranks index the images' batch (maps are read from disk, on the CPU)
     start, finish = _curve_images(images, mode)
     todo = torch.arange(1, steps) if ends is not None else torch.arange(steps + 1)
     removed = torch.round(todo.double() * (h * w) / steps).long().to(images.device)  # pixels replaced per step
@@ -167,7 +168,7 @@ def keep_top_confidence(predict: Predict, images: torch.Tensor, maps: torch.Tens
     n, _, h, w = images.shape
     k = max(1, round(keep * h * w))
     m = torch.zeros(n, h * w, dtype=torch.bool, device=images.device)
-    m.scatter_(1, _order(maps)[:, :k], True)
+    m.scatter_(1, _order(maps.to(images.device))[:, :k], True)
     return _target_probs(predict, torch.where(m.view(n, 1, h, w), images, torch.zeros_like(images)),
                          targets.long(), n)
 
