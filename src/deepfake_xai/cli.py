@@ -596,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--combined", help="also write the parts pooled (the combined test set) here")
     s.add_argument("--model", help="the config's name for the model, recorded in train.json (default: its arch)")
     s.add_argument("--loader-workers", type=int,
-                   help="threads that read batches ahead (default: the settings' loader_workers, else 2)")
+                   help="batches one background thread reads ahead (default: the settings' loader_workers, else 2)")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("predict", help="predictions of a trained model on test parts")
