@@ -235,3 +235,25 @@ def test_an_epoch_with_nan_validation_predictions_is_never_the_best(prepared, tm
                     train_set="presocial", settings=tiny_settings(epochs=2), out_dir=tmp_path, threads=1,
                     device="cpu", progress=False)
     assert len(calls) == 2 and summary["best_epoch"] == 1
+
+
+def test_amp_uses_bf16_only_where_the_gpu_computes_it_natively(monkeypatch, capsys):
+    """On a V100 or T4 (compute capability 7.x) bf16 autocast is emulated, slower than fp32: the
+    runner falls back to fp32 there and says so; an A100/H100 (8.0+) gets bf16."""
+    from types import SimpleNamespace
+
+    from deepfake_xai import train as T
+
+    capability = {0: 7, 1: 8}
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda d: SimpleNamespace(major=capability[torch.device(d).index]))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: f"card {torch.device(d).index}")
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: self)  # no GPU here: stay put
+    assert not T.native_bf16(torch.device("cpu"))
+    model = torch.nn.Conv2d(3, 2, 1)
+    old, new = (T.Runner(model, torch.device("cuda", i), {"image_size": 8, "amp": True}) for i in (0, 1))
+    assert (old.amp, new.amp) == (False, True)
+    assert "card 0 has no native bf16" in capsys.readouterr().err
+    assert not T.Runner(model, torch.device("cuda", 0), {"image_size": 8, "amp": False}).amp
+    assert "native bf16" not in capsys.readouterr().err  # amp off: nothing to fall back from

@@ -65,10 +65,12 @@ def check_gpu() -> list[Check]:
     if not torch.cuda.is_available():
         return [Check("WARN", "gpu", f"no CUDA device visible to torch {torch.__version__}: everything runs on "
                                      "the CPU (fine for the demo; the paper grid needs a GPU)")]
+    from .train import native_bf16
+
     names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    bf16 = torch.cuda.is_bf16_supported()
+    bf16 = all(native_bf16(torch.device("cuda", i)) for i in range(len(names)))
     return [Check("OK", "gpu", f"{len(names)} x {', '.join(sorted(set(names)))}; bf16 "
-                               f"{'supported' if bf16 else 'NOT supported (set amp: false)'}")]
+                               f"{'native' if bf16 else 'emulated only: amp runs in fp32 there'}")]
 
 
 def check_disk(path: str | Path, min_free_gb: float = MIN_FREE_GB) -> Check:

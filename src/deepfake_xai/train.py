@@ -50,6 +50,17 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: CUDA compute capability 8.0 and later (A100,
+    H100, ...) or ROCm. Older cards (V100, T4) only emulate it, slower than fp32, so the ``amp``
+    setting falls back to fp32 there."""
+    if device.type != "cuda":
+        return False
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_properties(device).major >= 8
+
+
 @dataclass(frozen=True)
 class Distributed:
     """This process's place in a `torchrun` job (world size 1 when started without it)."""
@@ -257,7 +268,10 @@ class Runner:
     def __init__(self, model: torch.nn.Module, device: torch.device, settings: dict):
         self.device = device
         self.cuda = device.type == "cuda"
-        self.amp = bool(settings.get("amp", True)) and self.cuda
+        self.amp = bool(settings.get("amp", True)) and self.cuda and native_bf16(device)
+        if settings.get("amp", True) and self.cuda and not self.amp:
+            print(f"amp: {torch.cuda.get_device_name(device)} has no native bf16 (compute capability below 8.0); "
+                  "running in fp32", file=sys.stderr)
         self.channels_last = bool(settings.get("channels_last", True)) and self.cuda
         self.image_size = int(settings["image_size"])
         self.model = model.to(device)
