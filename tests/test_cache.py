@@ -62,3 +62,36 @@ def test_a_file_torchvision_rejects_is_named(jpeg_folder):
         build_cache(manifest, root, root / "c.npy", root / "c.parquet", resize=None, center_crop=64,
                     progress=False, jpeg_device="cpu")
     assert not (root / "c.npy").exists() and not (root / "c.parquet").exists()
+
+
+@pytest.mark.parametrize("chunk", [512, 7])
+def test_a_read_returns_the_rows_asked_for_in_their_order_across_chunks(tmp_path, monkeypatch, chunk):
+    """ImageCache.read reads in sorted chunks (no full-size temporary copy for a whole test set) and
+    still returns each requested row, repeats included, where it was asked for."""
+    from deepfake_xai.data import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "READ_CHUNK", chunk)
+    arr = np.arange(1100 * 2 * 2 * 3, dtype=np.int64).reshape(1100, 2, 2, 3) % 251
+    np.save(tmp_path / "c.npy", arr.astype(np.uint8))
+    pd.DataFrame({"image_id": [f"i{k}" for k in range(1100)], "row": np.arange(1100)}).to_parquet(tmp_path / "c.parquet")
+    cache = ImageCache(tmp_path / "c.npy", tmp_path / "c.parquet")
+    rows = np.random.default_rng(0).permutation(1100)[:1030]
+    rows = np.concatenate([rows, rows[:5]])  # repeats
+    assert np.array_equal(cache.read(rows), arr[rows].astype(np.uint8))
+    assert cache.read(np.array([], dtype=int)).shape == (0, 2, 2, 3)
+
+
+def test_a_large_read_allocates_little_beyond_its_output(tmp_path):
+    """Reading a whole test set (8 GB for TrueFace's combined one) must not hold a second copy."""
+    import tracemalloc
+
+    n = 2000
+    np.save(tmp_path / "c.npy", np.zeros((n, 32, 32, 3), dtype=np.uint8))
+    pd.DataFrame({"image_id": [f"i{k}" for k in range(n)], "row": np.arange(n)}).to_parquet(tmp_path / "c.parquet")
+    cache = ImageCache(tmp_path / "c.npy", tmp_path / "c.parquet")
+    rows = np.random.default_rng(0).permutation(n)
+    tracemalloc.start()
+    out = cache.read(rows)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.3 * out.nbytes, (peak, out.nbytes)

@@ -171,6 +171,9 @@ def build_cache(
     return n
 
 
+READ_CHUNK = 512  # rows per memory-map read in ImageCache.read
+
+
 class ImageCache:
     """Read side of the cache: uint8 (N, C, C, 3) memory map plus ``image_id`` -> row."""
 
@@ -194,9 +197,12 @@ class ImageCache:
                            "manifest, rebuild it") from None
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        """Images at ``rows`` (read in sorted order for locality, returned in the given order)."""
+        """Images at ``rows`` (read in sorted order for locality, returned in the given order), in
+        chunks of READ_CHUNK rows: a large read (a whole test set) needs no second full-size copy."""
         rows = np.asarray(rows)
         order = np.argsort(rows, kind="stable")
         out = np.empty((len(rows), *self.array.shape[1:]), dtype=np.uint8)
-        out[order] = self.array[rows[order]]
+        for i in range(0, len(rows), READ_CHUNK):
+            part = order[i:i + READ_CHUNK]
+            out[part] = self.array[rows[part]]
         return out
