@@ -366,3 +366,16 @@ def test_quality_scores_on_a_gpu_equal_the_cpus(device="cuda"):
         assert sal_gpu[key]["mean"] == pytest.approx(sal_cpu[key]["mean"], abs=1e-4), key
     assert sal_gpu["sanity"] == sal_cpu["sanity"]
     assert on_gpu["robustness"] == on_cpu["robustness"]
+
+
+def test_the_robustness_subset_is_seeded_sorted_and_a_fixed_point():
+    """xai-cell reads only the subset's images and passes the same size on; assess_cell's own pick on
+    them must then keep all of them, in order, so the scores are those of the whole-set path."""
+    from deepfake_xai.explain.assess import robustness_subset
+
+    pick = robustness_subset(1000, 64, seed=3)
+    assert len(pick) == 64 and np.all(np.diff(pick) > 0) and np.array_equal(pick, robustness_subset(1000, 64, 3))
+    assert not np.array_equal(pick, robustness_subset(1000, 64, 4))
+    assert np.array_equal(robustness_subset(64, 64, 3), np.arange(64))
+    for k in (0, None, 2000):
+        assert np.array_equal(robustness_subset(1000, k, 3), np.arange(1000))

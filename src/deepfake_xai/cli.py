@@ -297,7 +297,7 @@ def cmd_xai_cell(args: argparse.Namespace) -> None:
     from .data.cache import ImageCache
     from .data.manifest import read_manifest
     from .evaluate import read_prediction_arrays
-    from .explain.assess import assess_cell, nan_to_none
+    from .explain.assess import assess_cell, nan_to_none, robustness_subset
     from .explain.bulk import read_maps
     from .explain.quality import box_in_crop
     from .io import write_json
@@ -315,12 +315,14 @@ def cmd_xai_cell(args: argparse.Namespace) -> None:
                                  int(settings["center_crop"]), size) if row["label"] == 1 else None)
     preds = read_prediction_arrays(args.predictions)
     cache = ImageCache(args.cache, args.cache_index)
-    ids = [str(i) for i in preds["image_id"]]
+    # only the test images the robustness curves use are read (all of them: 8 GB for TrueFace's combined)
+    pick = robustness_subset(len(preds["image_id"]), args.robustness_images, args.seed)
+    ids = [str(preds["image_id"][i]) for i in pick]
     test_crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(ids))), size).numpy()
     result = assess_cell(runner=runner, layer=layer, cell=cell, boxes=boxes, settings=settings,
                          n_images=args.n_images, steps=args.steps, keep=args.keep,
                          road_percentiles=args.road_percentiles, seed=args.seed, test_crops=test_crops,
-                         test_labels=np.asarray(preds["label"]), jpeg_qualities=args.jpeg, scales=args.scales,
+                         test_labels=np.asarray(preds["label"])[pick], jpeg_qualities=args.jpeg, scales=args.scales,
                          batch_size=args.batch_size, robustness_images=args.robustness_images,
                          threshold=args.threshold)
     result.update({"model": args.model, "train_set": args.train_set, "test_set": args.test_set})

@@ -135,14 +135,23 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
     result = {"n_images": int(n), "n_with_box": int(has_box.sum()), "steps": steps, "keep": keep,
               "road_percentiles": list(road_percentiles), "sanity_threshold": SANITY_THRESHOLD,
               "methods": out, "not_applicable": cell["info"].get("not_applicable", {})}
-    if test_crops is not None and robustness_images and len(test_crops) > robustness_images:
-        pick = np.sort(np.random.default_rng(seed).choice(len(test_crops), robustness_images, replace=False))
+    if test_crops is not None:
+        pick = robustness_subset(len(test_crops), robustness_images, seed)
         test_crops, test_labels = test_crops[pick], np.asarray(test_labels)[pick]
     if test_crops is not None and len(test_crops):
         result["robustness"] = robustness(predict, runner, test_crops, np.asarray(test_labels),
                                           jpeg_qualities, scales, batch_size, threshold)
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def robustness_subset(n: int, k: int | None, seed: int = 0) -> np.ndarray:
+    """Which of a test set's ``n`` images the robustness curves use: a seeded random ``k`` of them in
+    ascending order, or all when ``k`` is 0/None or not below ``n``. A subset of the subset is the
+    subset itself, so a caller may read only these images and pass the same ``k`` on."""
+    if k and n > k:
+        return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
+    return np.arange(n)
 
 
 def _fresh_model(settings: dict, seed: int, device) -> torch.nn.Module:
