@@ -257,3 +257,36 @@ def test_amp_uses_bf16_only_where_the_gpu_computes_it_natively(monkeypatch, caps
     assert "card 0 has no native bf16" in capsys.readouterr().err
     assert not T.Runner(model, torch.device("cuda", 0), {"image_size": 8, "amp": False}).amp
     assert "native bf16" not in capsys.readouterr().err  # amp off: nothing to fall back from
+
+
+def test_precise_bn_averages_exactly_the_batches_it_reads_and_zero_keeps_the_running_averages():
+    from types import SimpleNamespace
+
+    from deepfake_xai.train import Batches, Runner, recalibrate_batchnorm
+
+    images = np.random.default_rng(0).integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
+    cache = SimpleNamespace(read=lambda rows: images[rows])
+    model = torch.nn.BatchNorm2d(3)
+    runner = Runner(model, torch.device("cpu"), {"image_size": 4})
+    before = model.running_mean.clone()
+    batches = Batches(cache, np.arange(40), np.zeros(40, dtype=np.int64), 8, prefetch=0, drop_last=True)
+    recalibrate_batchnorm(runner, batches, 0)
+    assert torch.equal(model.running_mean, before)
+    recalibrate_batchnorm(runner, batches, 20)  # whole batches: 24 images, the first three
+    seen = runner.inputs(torch.from_numpy(images[:24]))
+    assert torch.allclose(model.running_mean, seen.mean((0, 2, 3)), atol=1e-5)
+    per_batch_var = torch.stack([b.var((0, 2, 3), unbiased=True) for b in seen.split(8)])
+    assert torch.allclose(model.running_var, per_batch_var.mean(0), atol=1e-5)  # batch statistics, averaged
+    assert model.momentum == 0.1 and not model.training
+
+
+@pytest.mark.parametrize("images", [0, 2048])
+def test_the_bn_recalibration_setting_reaches_training(prepared, tmp_path, monkeypatch, images):
+    from deepfake_xai import train as train_module
+
+    asked = []
+    monkeypatch.setattr(train_module, "recalibrate_batchnorm", lambda runner, batches, n: asked.append(n))
+    train(cache=ImageCache(prepared["cache"], prepared["index"]), manifest=read_manifest(prepared["manifest"]),
+          train_set="presocial", settings=tiny_settings(epochs=2, bn_recalibration=images), out_dir=tmp_path,
+          threads=1, device="cpu", progress=False)
+    assert asked == [images, images]
