@@ -315,7 +315,8 @@ def cmd_xai_cell(args: argparse.Namespace) -> None:
                                  int(settings["center_crop"]), size) if row["label"] == 1 else None)
     preds = read_prediction_arrays(args.predictions)
     cache = ImageCache(args.cache, args.cache_index)
-    # only the test images the robustness curves use are read (all of them: 8 GB for TrueFace's combined)
+    # only the test images the robustness curves use are read: xai.robustness_images of them, or all
+    # (robustness_images: 0, 8 GB of crops for TrueFace's combined test set)
     pick = robustness_subset(len(preds["image_id"]), args.robustness_images, args.seed)
     ids = [str(preds["image_id"][i]) for i in pick]
     test_crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(ids))), size).numpy()

@@ -137,7 +137,8 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
               "methods": out, "not_applicable": cell["info"].get("not_applicable", {})}
     if test_crops is not None:
         pick = robustness_subset(len(test_crops), robustness_images, seed)
-        test_crops, test_labels = test_crops[pick], np.asarray(test_labels)[pick]
+        if len(pick) < len(test_crops):  # (indexing with all rows would copy the whole test set)
+            test_crops, test_labels = test_crops[pick], np.asarray(test_labels)[pick]
     if test_crops is not None and len(test_crops):
         result["robustness"] = robustness(predict, runner, test_crops, np.asarray(test_labels),
                                           jpeg_qualities, scales, batch_size, threshold)
