@@ -28,6 +28,8 @@ DEVICE=${DEVICE:-cuda}
 SITE=${SITE:-/tmp/site}
 REPO=$PWD
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)  # absolute: the steps run from other folders
+: > "$OUT/steps.txt"
 if [ "$DEVICE" = cuda ]; then
   SIZE=256; CROP=224; REAL=1200; FAKE=300; EPOCHS=3; BATCH=64; CORES=16; HM_BATCH=64; HM_REPEATS=10
   TT="--batch 128 --steps 40 --warmup 5 --images 3072 --loader-workers 6"
