@@ -290,3 +290,18 @@ def test_the_bn_recalibration_setting_reaches_training(prepared, tmp_path, monke
           train_set="presocial", settings=tiny_settings(epochs=2, bn_recalibration=images), out_dir=tmp_path,
           threads=1, device="cpu", progress=False)
     assert asked == [images, images]
+
+
+def test_only_rank_zero_says_that_amp_falls_back(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from deepfake_xai import train as T
+
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(major=7))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "a V100")
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: self)
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        assert not T.Runner(torch.nn.Conv2d(3, 2, 1), torch.device("cuda", 0), {"image_size": 8}).amp
+        assert ("no native bf16" in capsys.readouterr().err) == (rank == "0")

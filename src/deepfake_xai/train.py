@@ -15,6 +15,7 @@ import hashlib
 import io as _io
 import json
 import math
+import os
 import queue
 import sys
 import threading
@@ -71,8 +72,6 @@ class Distributed:
 
     @classmethod
     def from_env(cls) -> "Distributed":
-        import os
-
         return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)),
                    int(os.environ.get("WORLD_SIZE", 1)))
 
@@ -269,7 +268,7 @@ class Runner:
         self.device = device
         self.cuda = device.type == "cuda"
         self.amp = bool(settings.get("amp", True)) and self.cuda and native_bf16(device)
-        if settings.get("amp", True) and self.cuda and not self.amp:
+        if settings.get("amp", True) and self.cuda and not self.amp and os.environ.get("RANK", "0") == "0":
             print(f"amp: {torch.cuda.get_device_name(device)} has no native bf16 (compute capability below 8.0); "
                   "running in fp32", file=sys.stderr)
         self.channels_last = bool(settings.get("channels_last", True)) and self.cuda
