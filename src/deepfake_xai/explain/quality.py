@@ -82,9 +82,10 @@ def energy_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- faithfulness
 
-def _order(maps: torch.Tensor) -> torch.Tensor:
-    """Pixel indices from most to least salient (stable for ties)."""
-    return torch.argsort(maps.flatten(1).float(), dim=1, descending=True, stable=True)
+def _order(maps: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Pixel indices from most to least salient (stable for ties), on ``device``: the images'
+    (maps read from disk are on the CPU; the indices select pixels of images on the model's device)."""
+    return torch.argsort(maps.to(device).flatten(1).float(), dim=1, descending=True, stable=True)
 
 
 def blurred(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Tensor:
@@ -118,12 +119,11 @@ def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tenso
     The first and last steps do not depend on the map (nothing or everything replaced): pass them
     as ``ends`` (see :func:`curve_ends`) to score several methods without predicting them again."""
     n, _, h, w = images.shape
-    maps = maps.to(images.device)  # ranks index the images' batch (maps are read from disk, on the CPU)
     start, finish = _curve_images(images, mode)
     todo = torch.arange(1, steps) if ends is not None else torch.arange(steps + 1)
     removed = torch.round(todo.double() * (h * w) / steps).long().to(images.device)  # pixels replaced per step
     # rank[i, p]: the position of pixel p in image i's saliency order (0 = most salient)
-    order = _order(maps)
+    order = _order(maps, images.device)
     rank = torch.empty_like(order).scatter_(1, order, torch.arange(h * w, device=order.device).expand(n, -1))
     targets = targets.long()
     picked = np.empty((n, 0), dtype=np.float32)
@@ -168,7 +168,7 @@ def keep_top_confidence(predict: Predict, images: torch.Tensor, maps: torch.Tens
     n, _, h, w = images.shape
     k = max(1, round(keep * h * w))
     m = torch.zeros(n, h * w, dtype=torch.bool, device=images.device)
-    m.scatter_(1, _order(maps.to(images.device))[:, :k], True)
+    m.scatter_(1, _order(maps, images.device)[:, :k], True)
     return _target_probs(predict, torch.where(m.view(n, 1, h, w), images, torch.zeros_like(images)),
                          targets.long(), n)
 
