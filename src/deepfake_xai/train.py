@@ -267,8 +267,9 @@ class Runner:
     def __init__(self, model: torch.nn.Module, device: torch.device, settings: dict):
         self.device = device
         self.cuda = device.type == "cuda"
-        self.amp = bool(settings.get("amp", True)) and self.cuda and native_bf16(device)
-        if settings.get("amp", True) and self.cuda and not self.amp and os.environ.get("RANK", "0") == "0":
+        wants_amp = bool(settings.get("amp", True)) and self.cuda
+        self.amp = wants_amp and native_bf16(device)
+        if wants_amp and not self.amp and os.environ.get("RANK", "0") == "0":
             print(f"amp: {torch.cuda.get_device_name(device)} has no native bf16 (compute capability below 8.0); "
                   "running in fp32", file=sys.stderr)
         self.channels_last = bool(settings.get("channels_last", True)) and self.cuda
