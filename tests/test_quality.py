@@ -215,14 +215,19 @@ def _explained_pool_to_one(methods, targets="predicted"):
     return model, runner, crops, made
 
 
+def _cell(crops, made) -> dict:
+    """A read maps file for the 6 explained crops (labels alternate real, fake)."""
+    return {"image_ids": [str(i) for i in range(6)], "crops": crops, "maps": made["maps"],
+            "targets": made["targets"], "labels": np.array([0, 1] * 3), "info": {}}
+
+
 def test_flat_maps_are_reported_not_scored():
     """CAM-family maps from a 1 x 1 feature map are constant: they get no faithfulness or
     localization score (deleting "their" top pixels would delete in raster order); saliency is scored."""
     from deepfake_xai.explain.assess import assess_cell
 
     model, runner, crops, made = _explained_pool_to_one(["gradcam", "saliency"])
-    cell = {"image_ids": [str(i) for i in range(6)], "crops": crops, "maps": made["maps"],
-            "targets": made["targets"], "labels": np.array([0, 1] * 3), "info": {}}
+    cell = _cell(crops, made)
     boxes = [None, (4, 4, 8, 8)] * 3
     res = assess_cell(runner=runner, layer=model.squeeze, cell=cell, boxes=boxes, settings={}, n_images=6, steps=4,
                       keep=0.2, road_percentiles=[50])
@@ -273,8 +278,7 @@ def test_flat_maps_of_the_randomized_model_are_left_out_of_the_sanity_check(monk
         return {"maps": {"saliency": copied}}
 
     monkeypatch.setattr(assess, "explain_cell", randomized_maps)
-    cell = {"image_ids": [str(i) for i in range(6)], "crops": crops, "maps": made["maps"], "targets": made["targets"],
-            "labels": np.array([0, 1] * 3), "info": {}}
+    cell = _cell(crops, made)
     res = assess.assess_cell(runner=runner, layer=model.squeeze, cell=cell, boxes=[None] * 6, settings={},
                              n_images=6, steps=2, keep=0.2, road_percentiles=[])["methods"]["saliency"]
     assert res["sanity_flat_random"] == 4 and res["sanity_spearman"]["n"] == 2
@@ -298,8 +302,7 @@ def test_sanity_maps_of_the_randomized_model_explain_the_trained_models_classes(
         return explain_cell(**kwargs)
 
     monkeypatch.setattr(assess, "explain_cell", spy)
-    cell = {"image_ids": [str(i) for i in range(6)], "crops": crops, "maps": made["maps"], "targets": made["targets"],
-            "labels": np.array([0, 1] * 3), "info": {}}
+    cell = _cell(crops, made)
     assess.assess_cell(runner=runner, layer=model.squeeze, cell=cell, boxes=[None] * 6, settings={}, n_images=6,
                        steps=2, keep=0.2, road_percentiles=[])
     assert seen == [targets.tolist()]
@@ -354,8 +357,7 @@ def test_quality_scores_on_a_gpu_equal_the_cpus(device="cuda"):
     from deepfake_xai.train import Runner
 
     model, runner, crops, made = _explained_pool_to_one(["saliency"])
-    cell = {"image_ids": [str(i) for i in range(6)], "crops": crops, "maps": made["maps"],
-            "targets": made["targets"], "labels": np.array([0, 1] * 3), "info": {}}
+    cell = _cell(crops, made)
     kwargs = dict(layer=model.squeeze, cell=cell, boxes=[None, (4, 4, 8, 8)] * 3, settings={}, n_images=6,
                   steps=4, keep=0.2, road_percentiles=[50], test_crops=crops, test_labels=np.array([0, 1] * 3),
                   jpeg_qualities=[50], scales=[0.5])
@@ -391,8 +393,7 @@ def test_robustness_takes_the_test_crops_without_a_copy_unless_it_subsets_them(m
     from deepfake_xai.explain import assess
 
     model, runner, crops, made = _explained_pool_to_one(["saliency"])
-    cell = {"image_ids": [str(i) for i in range(6)], "crops": crops, "maps": made["maps"],
-            "targets": made["targets"], "labels": np.array([0, 1] * 3), "info": {}}
+    cell = _cell(crops, made)
     got = []
     monkeypatch.setattr(assess, "robustness", lambda predict, runner, c, labels, *a: got.append((c, labels)) or {})
     assess.assess_cell(runner=runner, layer=model.squeeze, cell=cell, boxes=[None] * 6, settings={}, n_images=6,

@@ -237,19 +237,25 @@ def test_an_epoch_with_nan_validation_predictions_is_never_the_best(prepared, tm
     assert len(calls) == 2 and summary["best_epoch"] == 1
 
 
-def test_amp_uses_bf16_only_where_the_gpu_computes_it_natively(monkeypatch, capsys):
-    """On a V100 or T4 (compute capability 7.x) bf16 autocast is emulated, slower than fp32: the
-    runner falls back to fp32 there and says so; an A100/H100 (8.0+) gets bf16."""
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """What torch reports for cuda:0, compute capability 7 (a V100), and cuda:1, 8 (an A100), named
+    "card 0" and "card 1"; modules stay where they are (no GPU here)."""
     from types import SimpleNamespace
-
-    from deepfake_xai import train as T
 
     capability = {0: 7, 1: 8}
     monkeypatch.setattr(torch.version, "hip", None)
     monkeypatch.setattr(torch.cuda, "get_device_properties",
                         lambda d: SimpleNamespace(major=capability[torch.device(d).index]))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: f"card {torch.device(d).index}")
-    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: self)  # no GPU here: stay put
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: self)
+
+
+def test_amp_uses_bf16_only_where_the_gpu_computes_it_natively(two_gpus, capsys):
+    """On a V100 or T4 (compute capability 7.x) bf16 autocast is emulated, slower than fp32: the
+    runner falls back to fp32 there and says so; an A100/H100 (8.0+) gets bf16."""
+    from deepfake_xai import train as T
+
     assert not T.native_bf16(torch.device("cpu"))
     model = torch.nn.Conv2d(3, 2, 1)
     old, new = (T.Runner(model, torch.device("cuda", i), {"image_size": 8, "amp": True}) for i in (0, 1))
@@ -292,15 +298,9 @@ def test_the_bn_recalibration_setting_reaches_training(prepared, tmp_path, monke
     assert asked == [images, images]
 
 
-def test_only_rank_zero_says_that_amp_falls_back(monkeypatch, capsys):
-    from types import SimpleNamespace
-
+def test_only_rank_zero_says_that_amp_falls_back(two_gpus, monkeypatch, capsys):
     from deepfake_xai import train as T
 
-    monkeypatch.setattr(torch.version, "hip", None)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(major=7))
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "a V100")
-    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *a, **k: self)
     for rank in ("1", "0"):
         monkeypatch.setenv("RANK", rank)
         assert not T.Runner(torch.nn.Conv2d(3, 2, 1), torch.device("cuda", 0), {"image_size": 8}).amp
