@@ -28,7 +28,9 @@ test: install
 dry-run: install
 	$(BIN)/snakemake -n --quiet rules
 
+## make lint: ruff (pyflakes, pycodestyle, bugbear, isort, pyupgrade; config in pyproject.toml) and snakemake --lint
 lint: install
+	$(BIN)/ruff check src tests benchmarks workflow
 	$(BIN)/snakemake --lint
 
 clean:

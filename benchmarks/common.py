@@ -6,7 +6,7 @@ import argparse
 
 import torch
 
-from deepfake_xai.train import pick_device
+from deepfake_xai.runtime import pick_device
 
 
 def parser(doc: str | None, *, model: str, size: int, batch: int) -> argparse.ArgumentParser:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import device_of, parser
-from deepfake_xai.models import create_model
-from deepfake_xai.train import Batches, Runner
 from train_throughput import make_cache
+
+from deepfake_xai.models import create_model
+from deepfake_xai.runtime import Batches, Runner
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import device_of, parser
+
 from deepfake_xai.explain import get_method
 from deepfake_xai.models import REGISTRY, create_model, get_module
 

@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-
 from common import device_of, parser
+
 from deepfake_xai.data.cache import ImageCache
 from deepfake_xai.models import create_model
-from deepfake_xai.train import Batches, Runner, make_optimizer
+from deepfake_xai.runtime import Batches, Runner
+from deepfake_xai.train import make_optimizer
 
 
 def make_cache(folder: Path, n: int, side: int, seed: int = 0) -> ImageCache:

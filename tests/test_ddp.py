@@ -6,9 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import tiny_settings
 from safetensors.torch import load_file
 
-from conftest import tiny_settings
 from deepfake_xai.train import Distributed, shard, state_digest
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, copy_repo, run_snakemake
 from test_workflow import planned_jobs
 
@@ -182,9 +181,9 @@ def assert_same_outputs_as_snakemake(wd: Path, scratch: Path) -> None:
 
 
 def test_each_dvc_stage_depends_on_the_code_its_command_runs():
-    """A stage's code deps are cli.py and every package file its subcommand runs (DVC tracks files;
-    Snakemake tracks the same code by digest, see test_provenance.py), so an edit re-runs the same
-    stages under either tool. A download runs no project code: pinned by its checksum alone."""
+    """A stage's code deps are every package file its stage module runs (DVC tracks files; Snakemake
+    tracks the same code by digest, see test_provenance.py), so an edit re-runs the same stages under
+    either tool. A download runs no project code: pinned by its checksum alone."""
     from dvc.repo import Repo
 
     from deepfake_xai.provenance import PACKAGE, code_files
@@ -193,10 +192,9 @@ def test_each_dvc_stage_depends_on_the_code_its_command_runs():
         stages = list(repo.index.stages)
     checked = set()
     for stage in stages:
-        script = re.search(r"workflow/scripts/(\w+)\.py", stage.cmd).group(1)
+        command = re.search(r"-m deepfake_xai ([\w-]+)", stage.cmd).group(1)
         code = {str(d.def_path) for d in stage.deps if str(d.def_path).startswith(("src/", "workflow/"))}
-        want = {"src/deepfake_xai/cli.py"} | {f"src/deepfake_xai/{p.relative_to(PACKAGE).as_posix()}"
-                                              for p in code_files(script.replace("_", "-"))}
+        want = {f"src/deepfake_xai/{p.relative_to(PACKAGE).as_posix()}" for p in code_files(command)}
         assert code == want, (f"dvc.yaml, stage {stage.name}: the code deps should be exactly\n"
                               + "\n".join(f"- {f}" for f in sorted(want)))
         checked.add(stage.name.split("@")[0])
@@ -263,10 +261,14 @@ def test_speed_keys_reach_the_jobs_and_changing_them_reruns_nothing(repro):
 
 def test_speed_file_fills_only_what_the_command_line_leaves_unset(tmp_path):
     from deepfake_xai import config as dxcfg
-    from deepfake_xai.cli import SPEED_OPTIONS, apply_speed_file, build_parser
+    from deepfake_xai.cli import build_parser, parse
+    from deepfake_xai.stages import wiring
+    from deepfake_xai.stages.plumbing import apply_speed_file
 
-    written = dxcfg.speed_section(dxcfg.load([str(REPO / "config/config.yaml")]))
-    assert {c: set(o) for c, o in written.items()} == {c: set(o) for c, o in SPEED_OPTIONS.items()}
+    written = wiring.speed_section(dxcfg.load([str(REPO / "config/config.yaml")]))
+    parser_speed = {c: set(build_parser().parse_args([c, *_required(c)]).speed_options) for c in written}
+    assert {c: set(o) for c, o in written.items()} == parser_speed
+    assert set(written) == {"synth", "manifest", "cache", "train", "explain-cell", "actmax", "xai-cell"}
 
     speed = tmp_path / "params.yaml"
     speed.write_text(yaml.safe_dump({"speed": {"train": {"threads": 3, "loader_workers": {"m": 4}},
@@ -275,9 +277,7 @@ def test_speed_file_fills_only_what_the_command_line_leaves_unset(tmp_path):
              "{}", "--train-set", "presocial", "--out-dir", "o", "--model", "m", "--speed", str(speed)]
 
     def parsed(*argv):
-        args = build_parser().parse_args(list(argv))
-        apply_speed_file(args)
-        return args
+        return parse(list(argv))
 
     args = parsed(*train)
     assert (args.threads, args.loader_workers) == (3, 4)
@@ -296,8 +296,21 @@ def test_speed_file_fills_only_what_the_command_line_leaves_unset(tmp_path):
     with pytest.raises(SystemExit, match=f"--speed {speed}: no `speed` section"):
         parsed(*train)
     args = build_parser().parse_args(train[:-2])  # no file: the documented default
-    apply_speed_file(args)
+    apply_speed_file(args, args.speed_options)
     assert (args.threads, args.loader_workers) == (1, None)
+
+
+def _required(command: str) -> list[str]:
+    """Placeholder values of a stage's required options: enough to parse its command line."""
+    from deepfake_xai.stages import wiring
+
+    words = []
+    for option in wiring.stage(command).OPTIONS:
+        if option.positional:
+            words.append("x")
+        elif option.required:
+            words += [option.flag, "{}" if option.dest == "settings_json" else "1"]
+    return words
 
 
 def test_changing_one_models_lr_reruns_exactly_its_stages(repro):

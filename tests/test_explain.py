@@ -273,7 +273,7 @@ def test_explain_command_preprocesses_like_training_and_uses_the_threshold(tmp_p
     from safetensors.torch import save_file
 
     from deepfake_xai.data.cache import preprocess
-    from deepfake_xai.train import IMAGENET_MEAN, IMAGENET_STD
+    from deepfake_xai.runtime import IMAGENET_MEAN, IMAGENET_STD
 
     torch.manual_seed(0)
     model = create_model("mnasnet_100").eval()

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, SNAKEMAKE, copy_repo, run_snakemake, tiny_settings
 from PIL import Image
 
-from conftest import REPO, SNAKEMAKE, copy_repo, run_snakemake, tiny_settings
 from deepfake_xai.data.cache import ImageCache, build_cache
 from deepfake_xai.data.images import BadImage, inspect_image
 from deepfake_xai.data.manifest import build_manifest

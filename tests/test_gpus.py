@@ -8,9 +8,9 @@ import sys
 import textwrap
 
 import pytest
+from conftest import SNAKEMAKE
 
 from deepfake_xai import gpus
-from conftest import SNAKEMAKE
 
 
 def test_slots_are_exclusive_and_freed_when_the_holder_exits(tmp_path):
@@ -39,7 +39,8 @@ def test_scheduler_choice_wins_and_one_gpu_needs_nothing(tmp_path):
 
 
 def test_only_commands_that_may_use_a_gpu_claim_a_slot():
-    from deepfake_xai.cli import build_parser, wants_gpu
+    from deepfake_xai.cli import build_parser
+    from deepfake_xai.stages.plumbing import wants_gpu
 
     cache = ["cache", "--manifest", "m", "--dataset", "d", "--root", "r", "--out", "o", "--index", "i",
              "--center-crop", "32"]

@@ -10,8 +10,14 @@ import pandas as pd
 import pytest
 
 from deepfake_xai.data.manifest import (
-    LayoutError, ManifestError, assign_splits, build_manifest, parse_path, read_manifest,
-    unpartnered_copies, write_manifest,
+    LayoutError,
+    ManifestError,
+    assign_splits,
+    build_manifest,
+    parse_path,
+    read_manifest,
+    unpartnered_copies,
+    write_manifest,
 )
 
 # Ground truth of each class folder, written out by hand (independent of the code under test).

@@ -6,7 +6,13 @@ from safetensors.torch import save_file
 
 from deepfake_xai import config as dxcfg
 from deepfake_xai.models import (
-    REGISTRY, UnknownModelError, check_arch, create_model, get_module, info, load_backbone,
+    REGISTRY,
+    UnknownModelError,
+    check_arch,
+    create_model,
+    get_module,
+    info,
+    load_backbone,
 )
 
 PAPER = ["vgg19", "resnet50", "densenet121", "mnasnet_100", "efficientnet_b0", "efficientnet_b1",

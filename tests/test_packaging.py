@@ -1,11 +1,9 @@
 """The project installs as documented: environment.yml mirrors pyproject.toml, CI calls make test."""
 
 import tomllib
-
 import yaml
-from packaging.requirements import Requirement
-
 from conftest import REPO
+from packaging.requirements import Requirement
 
 
 def _norm(req: str) -> tuple[str, str]:

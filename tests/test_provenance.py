@@ -5,8 +5,8 @@ import importlib.util
 import shutil
 
 import pytest
-
 from conftest import REPO
+
 from deepfake_xai import provenance
 
 
@@ -22,7 +22,8 @@ def test_code_files_follow_imports_at_every_level():
     # importing explain.panels runs explain/__init__, which registers every method
     assert {"explain/__init__.py", "explain/methods.py", "explain/panels.py"} <= _names("montage")
     assert {"report/data/paper_tables.csv", "report/tables.py"} <= _names("report")  # package data
-    with pytest.raises(KeyError, match="no subcommand 'nope'"):
+    assert "stages/train.py" in train and "stages/spec.py" in train and "stages/wiring.py" not in train
+    with pytest.raises(KeyError, match="no stage 'nope'"):
         provenance.code_files("nope")
 
 
@@ -54,14 +55,17 @@ def test_digest_changes_exactly_for_the_commands_whose_code_changed(package_copy
     assert first == {c: provenance.code_digest(c) for c in first}  # a copy elsewhere: the same digests
     (root / "sets.py").touch()  # touched, not changed
     (root / "report/data/paper_tables.csv~").write_text("an editor's backup")
-    _edit(root / "cli.py", '"train one model on one train set"', '"train a model"')  # help text only
-    _edit(root / "sets.py", '"""Which manifest rows', '"""Edited docstring. Which manifest rows')
+    _edit(root / "cli.py", '"predictions of a trained model on test parts"', '"predict"')  # the dispatcher
+    _edit(root / "stages/train.py", '"train one model on one train set"', '"train a model"')  # help texts only
+    _edit(root / "stages/train.py", '"the config\'s name for the model', '"the model\'s name')
+    _edit(root / "stages/train.py", 'EXAMPLE = ("deepfake-xai train', 'EXAMPLE = ("deepfake-xai  train')
+    _edit(root / "sets.py", '"""The study\'s set names', '"""Edited docstring. The study\'s set names')
     _edit(root / "sets.py", "import pandas as pd", "import pandas as pd  # a comment\n\n")
     _edit(root / "__init__.py", '__version__ = "', '__version__ = "9')  # a release
     (root / "io.py").write_bytes((root / "io.py").read_bytes().replace(b"\n", b"\r\n"))  # line endings
     assert _digests(root) == first
-    _edit(root / "cli.py", 'print(f"{part}: {len(preds[part])} predictions', 'print(f"{part}: {len(preds[part])} rows')
-    after = _digests(root)  # a helper only the train command calls
+    _edit(root / "stages/train.py", 'print(f"best epoch {', 'print(f"best: epoch {')
+    after = _digests(root)  # code only the train stage runs
     assert after["train"] != first["train"]
     assert {c: after[c] for c in ("metrics", "report")} == {c: first[c] for c in ("metrics", "report")}
     _edit(root / "report/data/paper_tables.csv", "\n", "\n\n")
@@ -82,18 +86,19 @@ out = {}
 for command in sys.argv[1:]:
     for name in [m for m in sys.modules if m.split(".")[0] == "deepfake_xai" and m != "deepfake_xai.provenance"]:
         del sys.modules[name]
-    namespace = {"__name__": "deepfake_xai.cli", "__package__": "deepfake_xai"}
-    for node in P._command_nodes(command):
-        for sub in ast.walk(node):
-            if isinstance(sub, (ast.Import, ast.ImportFrom)):
-                exec(compile(ast.Module([sub], []), "cli.py", "exec"), namespace)
+    module = P.stage_module(command)
+    path = P._module_file(module)
+    namespace = {"__name__": module, "__package__": module.rsplit(".", 1)[0]}
+    for sub in ast.walk(ast.parse(path.read_text())):  # every import of the stage, in functions too
+        if isinstance(sub, (ast.Import, ast.ImportFrom)):
+            exec(compile(ast.Module([sub], []), str(path), "exec"), namespace)
     out[command] = sorted(m for m in sys.modules if m.split(".")[0] == "deepfake_xai")
 print(json.dumps(out))
 """
 
 
 def test_the_static_scan_finds_every_module_the_imports_really_load():
-    """Running each command's import statements loads no package module the scan left out (an import
+    """Running each stage's import statements loads no package module the scan left out (an import
     hidden from it, e.g. a star import or one made by a module as it loads, would show here)."""
     import json
     import subprocess
@@ -109,16 +114,16 @@ def test_the_static_scan_finds_every_module_the_imports_really_load():
         assert len(files) > 2, (command, files)  # the imports did run
 
 
-def test_every_rule_that_runs_a_subcommand_tracks_that_subcommands_code():
+def test_every_rule_that_runs_a_stage_tracks_that_stages_code():
     import re
 
     rules = {}
     for path in sorted((REPO / "workflow/rules").glob("*.smk")):
         for block in re.split(r"\n(?=\s*rule \w+:)", path.read_text()):
             m = re.match(r"\s*rule (\w+):", block)
-            script = re.search(r"workflow/scripts/(\w+)\.py", block)
-            if m and script:
+            stage = re.search(r'"\{params\.(?:py\} -m deepfake_xai|launcher\}) ([\w-]+) ', block)
+            if m and stage:
                 tracked = re.search(r'code=code_digest\("([\w-]+)"\)', block)
-                rules[m.group(1)] = (script.group(1).replace("_", "-"), tracked and tracked.group(1))
+                rules[m.group(1)] = (stage.group(1), tracked and tracked.group(1))
     assert rules.pop("download") == ("download", None)  # pinned by its checksum: no code re-downloads it
     assert len(rules) == 12 and all(cmd == tracked for cmd, tracked in rules.values()), rules

@@ -204,7 +204,7 @@ class PoolToOne(torch.nn.Module):
 def _explained_pool_to_one(methods, targets="predicted"):
     """PoolToOne (seeded), its runner, 6 random crops and their maps from the bulk path."""
     from deepfake_xai.explain.bulk import explain_cell
-    from deepfake_xai.train import Runner
+    from deepfake_xai.runtime import Runner
 
     torch.manual_seed(0)
     model = PoolToOne().eval()
@@ -310,7 +310,7 @@ def test_sanity_maps_of_the_randomized_model_explain_the_trained_models_classes(
 
 def test_robustness_accuracy_uses_the_decision_threshold():
     from deepfake_xai.explain.assess import robustness
-    from deepfake_xai.train import Runner
+    from deepfake_xai.runtime import Runner
 
     runner = Runner(PoolToOne().eval(), torch.device("cpu"), {"image_size": H})
     crops = np.zeros((8, H, W, 3), np.uint8)
@@ -354,7 +354,7 @@ def test_maps_read_on_the_cpu_meet_images_on_a_gpu(score):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_quality_scores_on_a_gpu_equal_the_cpus(device="cuda"):
     from deepfake_xai.explain.assess import assess_cell
-    from deepfake_xai.train import Runner
+    from deepfake_xai.runtime import Runner
 
     model, runner, crops, made = _explained_pool_to_one(["saliency"])
     cell = _cell(crops, made)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, copy_repo
 
 pytestmark = pytest.mark.workflow
@@ -220,7 +219,9 @@ def test_tiny_cell_on_slurm_equals_a_local_run_and_a_failure_fails(slurm, tmp_pa
 
     # a failing job must end the run with an error, not hang
     (cluster / CELL).unlink()
-    (cluster / "workflow/scripts/metrics.py").write_text("raise SystemExit('deliberate failure')\n")
+    # (its predictions replaced by bytes that are no Parquet file: the metrics job itself fails)
+    predictions = cluster / CELL.replace("/metrics/", "/predictions/").replace(".json", ".parquet")
+    predictions.write_bytes(b"not a parquet file")
     proc = subprocess.run([str(Path(os.sys.executable).with_name("snakemake")), CELL, "--workflow-profile",
                            str(profile), "--configfile", "tiny.yaml", "--retries", "0"], cwd=cluster, env=slurm,
                           capture_output=True, text=True, timeout=240)

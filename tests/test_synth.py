@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SMALL_SYNTH
 from PIL import Image
 
 from deepfake_xai.data import layout
 from deepfake_xai.data.social import DEFAULT_PROFILES, profile_from_config, share, share_folder
 from deepfake_xai.data.synth import SynthConfig, generate, make_image
-
-from conftest import SMALL_SYNTH
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -37,7 +36,7 @@ def test_trueface_layout_and_counts(synth_root):
     for folder in ("Fake/StyleGAN/images-psi-0.5", "Fake/StyleGAN/images-psi-0.7",
                    "Fake/StyleGAN2/conf-f-psi-0.5", "Fake/StyleGAN2/conf-f-psi-1"):
         assert len([f for f in files if f.startswith(f"TrueFace_PreSocial/{folder}/")]) == 6
-    for platform, (folder, suffix) in {"facebook": ("Facebook", "_FB.jpg"), "telegram": ("Telegram", "_TL.jpeg"),
+    for _platform, (folder, suffix) in {"facebook": ("Facebook", "_FB.jpg"), "telegram": ("Telegram", "_TL.jpeg"),
                                        "twitter": ("Twitter", "_TW.jpg")}.items():
         shared = [f for f in files if f.startswith(f"TrueFace_PostSocial/{folder}/")]
         assert len(shared) == (24 + 4 * 6) // 2

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_settings
 from safetensors.torch import load_file
 
 from deepfake_xai.data.cache import ImageCache, preprocess
 from deepfake_xai.data.manifest import read_manifest, write_manifest
 from deepfake_xai.evaluate import pool, predict_parts
-from deepfake_xai.train import crop_batch, train
-
-from conftest import tiny_settings
+from deepfake_xai.runtime import crop_batch
+from deepfake_xai.train import train
 
 
 def _train_cmd(prepared, out_dir, settings, train_set="presocial"):
@@ -254,7 +254,7 @@ def two_gpus(monkeypatch):
 def test_amp_uses_bf16_only_where_the_gpu_computes_it_natively(two_gpus, capsys):
     """On a V100 or T4 (compute capability 7.x) bf16 autocast is emulated, slower than fp32: the
     runner falls back to fp32 there and says so; an A100/H100 (8.0+) gets bf16."""
-    from deepfake_xai import train as T
+    from deepfake_xai import runtime as T
 
     assert not T.native_bf16(torch.device("cpu"))
     model = torch.nn.Conv2d(3, 2, 1)
@@ -268,7 +268,8 @@ def test_amp_uses_bf16_only_where_the_gpu_computes_it_natively(two_gpus, capsys)
 def test_precise_bn_averages_exactly_the_batches_it_reads_and_zero_keeps_the_running_averages():
     from types import SimpleNamespace
 
-    from deepfake_xai.train import Batches, Runner, recalibrate_batchnorm
+    from deepfake_xai.runtime import Batches, Runner
+    from deepfake_xai.train import recalibrate_batchnorm
 
     images = np.random.default_rng(0).integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
     cache = SimpleNamespace(read=lambda rows: images[rows])
@@ -299,7 +300,7 @@ def test_the_bn_recalibration_setting_reaches_training(prepared, tmp_path, monke
 
 
 def test_only_rank_zero_says_that_amp_falls_back(two_gpus, monkeypatch, capsys):
-    from deepfake_xai import train as T
+    from deepfake_xai import runtime as T
 
     for rank in ("1", "0"):
         monkeypatch.setenv("RANK", rank)

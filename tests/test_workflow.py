@@ -7,7 +7,6 @@ import re
 import shutil
 
 import pytest
-
 from conftest import REPO, copy_repo, run_snakemake
 
 pytestmark = pytest.mark.workflow
@@ -167,8 +166,9 @@ def test_changing_only_worker_counts_replans_nothing_and_reaches_the_jobs(tiny_r
     assert {rule for rule, _ in planned_jobs(proc.stdout)} == {"report"}
     forced = run_snakemake(tiny_run, "-n", "-p", "--cores", "8", "--configfile", "tiny_workers.yaml",
                            "--forceall").stdout
-    assert re.search(r"synth\.py .*--workers 3", forced) and re.search(r"manifest\.py .*--workers 3", forced)
-    assert re.search(r"train\.py .*--loader-workers 5", forced)
+    assert re.search(r"deepfake_xai synth .*--workers 3", forced)
+    assert re.search(r"deepfake_xai manifest .*--workers 3", forced)
+    assert re.search(r"deepfake_xai train .*--loader-workers 5", forced)
 
 
 def test_editing_library_code_reruns_exactly_the_jobs_that_run_it(tiny_run):
@@ -192,6 +192,8 @@ def test_editing_library_code_reruns_exactly_the_jobs_that_run_it(tiny_run):
     assert planned_after(package / "sets.py", lambda b: b + b"\nEDITED = 1\n") >= {"train", "metrics", "explain"}
     assert planned_after(package / "cli.py", lambda b: b.replace(b"predictions of a trained model on test parts",
                                                                  b"predictions of a trained model")) == set()
+    # a stage's own module: its jobs and what follows them, nothing else
+    assert planned_after(package / "stages/montage.py", lambda b: b + b"\nEDITED = 1\n") == {"montage", "report"}
     # a comment, a rewrite with the same bytes, a version bump: see test_provenance.py (digests)
 
 

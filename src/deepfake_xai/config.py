@@ -1,4 +1,6 @@
-"""Derived views of a validated workflow config: per-model settings, the training grid, cache keys.
+"""Derived views of a validated workflow config: per-model settings, the training grid, cache keys;
+the defaults and checks the schema cannot hold (set and method names come from ``sets.py`` and
+``explain/catalog.py``, not from the schema).
 
 Plain dictionaries in, plain dictionaries out: Snakemake (after ``snakemake.utils.validate``), the
 DVC stages and the command line all resolve a model's settings through these same functions.
@@ -7,47 +9,46 @@ DVC stages and the command line all resolve a model's settings through these sam
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from itertools import product
 from pathlib import PurePosixPath
-from typing import Iterable
 from urllib.parse import urlparse
 
-from .data.layout import PLATFORM_PARTS
+from . import sets
+from .explain import catalog
 from .registry import REGISTRY, info
-
-TEST_PARTS = PLATFORM_PARTS  # test sets that are inferred; "combined" is pooled from them
-# Keys that shape the cached images; models sharing them share one cache.
-CACHE_KEYS = ("resize", "center_crop")
-# Keys that set only how fast a job runs, never what it computes: not part of a run's identity.
-SPEED_KEYS = ("workers", "loader_workers")
-# The compute section's keys of the same kind (threads per job, cache decoding processes).
-COMPUTE_SPEED_KEYS = ("train_threads", "predict_threads", "cache_workers")
-# The data section's keys that decide the manifest's content (Snakemake and DVC track these).
-MANIFEST_KEYS = ("splits", "max_rejected_fraction", "max_unpartnered_fraction", "ignore", "verify")
+from .settings import SPEED_KEYS, without_speed_keys  # noqa: F401  (the workflow reads them here)
 
 
-def without_speed_keys(section: dict) -> dict:
-    """``section`` less the keys that only set how fast a job runs: they reach the job as threads,
-    a resource, a command-line option or a --speed file, so changing them never re-runs a finished job."""
-    return {k: v for k, v in section.items() if k not in SPEED_KEYS}
+def fill_defaults(config: dict) -> dict:
+    """The defaults that come from the code's own lists, not from the schema: every train and test
+    set (sets.py), every method that is not opt-in and the spatial-prior method (explain/catalog.py)."""
+    config.setdefault("train_sets", list(sets.TRAIN_SETS))
+    config.setdefault("test_sets", list(sets.TEST_SETS))
+    explain = config.setdefault("explain", {})
+    explain.setdefault("methods", catalog.default_methods())
+    explain.setdefault("cells", [{"models": None, "train_sets": [sets.PRESOCIAL], "test_sets": [sets.PRESOCIAL]}])
+    config.setdefault("xai", {}).setdefault("prior_method", catalog.PRIOR_METHOD)
+    return config
 
 
-def speed_section(config: dict) -> dict[str, dict]:
-    """Every speed-only value as the command-line options of the subcommands they tune
-    (``{subcommand: {option: value}}``; loader_workers per model name): what a job given
-    ``--speed FILE`` reads from FILE's ``speed`` section."""
-    compute = config["compute"]
-    loader = {m: model_settings(config, m)["loader_workers"] for m in config["models"]}
-    return {"synth": {"workers": config["data"]["synthetic"]["workers"]},
-            "manifest": {"workers": config["data"]["workers"]},
-            "cache": {"workers": compute["cache_workers"]},
-            "train": {"threads": compute["train_threads"], "loader_workers": loader},
-            **{cmd: {"threads": compute["predict_threads"]} for cmd in ("predict", "explain-cell", "xai-cell", "actmax")}}
+def _check_names(config: dict) -> None:
+    """Set and method names, checked against their one definition (sets.py, explain/catalog.py)."""
+    def known(values, allowed, key, what):
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            raise ValueError(f"{key}: unknown {what} {', '.join(map(repr, bad))}; expected one of {', '.join(allowed)}")
 
-
-def manifest_config(config: dict) -> dict:
-    """What the manifest job is given as its config (and tracked by): the keys that shape it."""
-    return {k: config["data"][k] for k in MANIFEST_KEYS}
+    known(config["train_sets"], sets.TRAIN_SETS, "train_sets", "train set")
+    known(config["test_sets"], sets.TEST_SETS, "test_sets", "test set")
+    for i, block in enumerate(config.get("grid") or []):
+        known(block["train_sets"], sets.TRAIN_SETS, f"grid[{i}].train_sets", "train set")
+    for i, block in enumerate(config["explain"]["cells"]):
+        known(block["train_sets"], sets.TRAIN_SETS, f"explain.cells[{i}].train_sets", "train set")
+        known(block["test_sets"], sets.TEST_SETS, f"explain.cells[{i}].test_sets", "test set")
+    known(config["data"].get("platforms") or {}, sets.SHARED_PLATFORMS, "data.platforms", "platform")
+    catalog.check_names(config["explain"]["methods"], "explain.methods")
+    catalog.check_names([config["xai"]["prior_method"]], "xai.prior_method")
 
 
 def model_settings(config: dict, name: str) -> dict:
@@ -68,11 +69,6 @@ def cache_name(settings: dict) -> str:
     return f"{'native' if resize is None else f'r{resize}'}_c{settings['center_crop']}"
 
 
-def cache_settings(config: dict, name: str) -> dict:
-    s = model_settings(config, name)
-    return {k: s.get(k) for k in CACHE_KEYS}
-
-
 def training_pairs(config: dict) -> list[tuple[str, str]]:
     """(model, train_set) pairs to train, in a stable order, without duplicates."""
     grid = config.get("grid")
@@ -90,16 +86,13 @@ def training_pairs(config: dict) -> list[tuple[str, str]]:
 
 def required_test_parts(config: dict) -> list[str]:
     """Platform parts whose test images the configured test sets use ("combined" uses all four)."""
-    wanted = set()
-    for t in config["test_sets"]:
-        wanted |= set(TEST_PARTS) if t == "combined" else {t}
-    return [p for p in TEST_PARTS if p in wanted]
+    return sets.parts_of(config["test_sets"])
 
 
 def predicted_sets(config: dict) -> list[str]:
     """What each training job predicts: the platform parts the configured test sets use, and
     "combined" (pooled from all four) when it is one of them."""
-    return required_test_parts(config) + (["combined"] if "combined" in config["test_sets"] else [])
+    return sets.predicted_sets(config["test_sets"])
 
 
 def grid_axes(config: dict) -> tuple[list[str], list[str]]:
@@ -151,6 +144,8 @@ def download_archives(config: dict) -> dict[str, dict]:
 
 def check(config: dict) -> None:
     """Cross-key checks the schema cannot express; raise ``ValueError`` naming the key and value."""
+    fill_defaults(config)
+    _check_names(config)
     download_archives(config)
     models = config["models"]
     for block in config.get("grid") or []:

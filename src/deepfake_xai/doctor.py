@@ -103,7 +103,8 @@ def check_config(paths: list[str]) -> tuple[list[Check], dict | None]:
 
 
 def check_dataset(config: dict) -> Check:
-    from .data.layout import POSTSOCIAL_DIR as POST_DIR, PRESOCIAL_DIR as PRE_DIR
+    from .data.layout import POSTSOCIAL_DIR as POST_DIR
+    from .data.layout import PRESOCIAL_DIR as PRE_DIR
 
     data = config["data"]
     if data["root"] is None:

@@ -24,20 +24,14 @@ def _columns(available) -> list[str]:
     return PRED_COLUMNS + ([SOURCE_COLUMN] if SOURCE_COLUMN in available else [])
 
 
-def inference_batch_size(settings: dict) -> int:
-    """Batch size for predictions: four times the training batch (no gradients to keep), at least 64.
-    Derived from the model's settings so that no separate knob re-runs training when changed."""
-    return max(64, 4 * int(settings["batch_size"]))
-
-
-def predict_parts(*, weights: str | Path, settings: dict, cache, manifest: "pd.DataFrame",
+def predict_parts(*, weights: str | Path, settings: dict, cache, manifest: pd.DataFrame,
                   parts: list[str], batch_size: int = 128, threads: int = 1,
-                  device: str | None = None) -> "dict[str, pd.DataFrame]":
+                  device: str | None = None) -> dict[str, pd.DataFrame]:
     """Probability of "fake" for every test image of each platform part (model loaded once)."""
     import torch
 
+    from .runtime import Batches, Runner, load_trained, pick_device
     from .sets import select
-    from .train import Batches, Runner, load_trained, pick_device
 
     dev = pick_device(device)
     if dev.type == "cpu":
@@ -55,7 +49,7 @@ def predict_parts(*, weights: str | Path, settings: dict, cache, manifest: "pd.D
     return out
 
 
-def pool(parts: "list[pd.DataFrame]") -> "pd.DataFrame":
+def pool(parts: list[pd.DataFrame]) -> pd.DataFrame:
     """The combined test set: the parts' predictions concatenated (image ids are unique per part)."""
     import pandas as pd
 
@@ -63,6 +57,29 @@ def pool(parts: "list[pd.DataFrame]") -> "pd.DataFrame":
     if out["image_id"].duplicated().any():
         raise ValueError("the same image_id appears in two parts: were parts pooled twice?")
     return out[PRED_COLUMNS + ([SOURCE_COLUMN] if all(SOURCE_COLUMN in p.columns for p in parts) else [])]
+
+
+def check_prediction_outputs(parts: list[str], outs: list[str], combined: str | None, outs_flag: str) -> None:
+    """Before any work: one output file per part, and ``combined`` only from every part."""
+    from .sets import PARTS
+
+    if len(parts) != len(outs):
+        raise SystemExit(f"error: give one {outs_flag} file per --parts entry ({len(parts)} parts, {len(outs)} files)")
+    if combined and sorted(parts) != sorted(PARTS):
+        raise SystemExit(f"error: --combined pools all four parts ({' '.join(PARTS)}), but --parts is "
+                         f"{' '.join(parts) or 'empty'}: add the missing parts or drop --combined")
+
+
+def write_predictions(preds: dict, parts: list[str], outs: list[str], combined: str | None) -> None:
+    """Each part's predictions to its file, and the parts pooled (the combined test set) to ``combined``."""
+    from .io import write_parquet
+
+    for part, out in zip(parts, outs):
+        write_parquet(preds[part], out)
+        print(f"{part}: {len(preds[part])} predictions -> {out}")
+    if combined:
+        write_parquet(pool([preds[p] for p in parts]), combined)
+        print(f"combined: {sum(len(preds[p]) for p in parts)} pooled predictions -> {combined}")
 
 
 def read_prediction_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -85,7 +102,7 @@ def read_prediction_arrays(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def read_predictions(path: str | Path) -> "pd.DataFrame":
+def read_predictions(path: str | Path) -> pd.DataFrame:
     import pandas as pd
 
     df = pd.read_parquet(path)

@@ -6,7 +6,7 @@ Values are fractions in [0, 1]; reports show percent.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -18,6 +18,12 @@ def confusion(labels: np.ndarray, pred: np.ndarray) -> tuple[int, int, int, int]
     fp = int(np.sum((pred == 1) & (labels == 0)))
     fn = int(np.sum((pred == 0) & (labels == 1)))
     return tn, fp, fn, tp
+
+
+def balanced_accuracy(labels: np.ndarray, pred: np.ndarray) -> float:
+    """Mean recall over the classes present: the selection score of training and a column of every cell."""
+    recalls = [np.mean(pred[labels == c] == c) for c in (0, 1) if np.any(labels == c)]
+    return float(np.mean(recalls))
 
 
 def _div(a: float, b: float) -> float:
@@ -141,15 +147,13 @@ def compute_metrics(
     tn, fp, fn, tp = confusion(labels, pred)
     precision = _div(tp, tp + fp)
     recall = _div(tp, tp + fn)
-    tnr = _div(tn, tn + fp)
-    present = [r for r, n in ((recall, tp + fn), (tnr, tn + fp)) if n]
     out = {
         "n": int(len(labels)),
         "n_real": int(np.sum(labels == 0)),
         "n_fake": int(np.sum(labels == 1)),
         "threshold": threshold,
         "accuracy": _div(tp + tn, len(labels)),
-        "balanced_accuracy": float(np.mean(present)),
+        "balanced_accuracy": balanced_accuracy(labels, pred),
         "precision": precision,
         "recall": recall,
         "f1": _div(2 * tp, 2 * tp + fp + fn),

@@ -1,13 +1,12 @@
-"""Which of the package's source decides what a ``deepfake-xai`` subcommand writes, and a digest of it.
+"""Which of the package's source decides what a stage writes, and a digest of it.
 
 A workflow should re-run a job when the code that runs in it changes: not when a file is merely
 touched, checked out again or installed elsewhere, not when only a comment, a docstring or the
-version number changes, and not after an edit to code the job never runs. The code of a subcommand
-is its ``cmd_*`` function in cli.py (with the cli.py helpers and constants it refers to, and cli.py's
-own imports) and every package module it imports, directly or through other modules, found by
-reading the imports (at module level and inside functions) without importing anything; package
-data folders (e.g. ``report/data/``) count with their package. Option defaults in ``build_parser``
-are not part of it: the workflow passes every option that shapes an output.
+version number changes, and not after an edit to code the job never runs. The code of a stage is
+its module ``stages/<stage>.py`` (its options and its logic) and every package module it imports,
+directly or through other modules, found by reading the imports (at module level and inside
+functions) without importing anything; package data folders (e.g. ``report/data/``) count with their
+package. The command-line dispatcher (cli.py) and the process plumbing are no part of it.
 """
 
 from __future__ import annotations
@@ -42,11 +41,24 @@ def _source(path: Path) -> tuple[str, ast.Module]:
         raise ValueError(f"{path}, line {err.lineno}: {err.msg} (cannot tell which code this job runs)") from None
 
 
+# Texts for people, never for the result: a stage's HELP and EXAMPLE, and the help of each Option.
+HELP_CONSTANTS = ("__version__", "HELP", "EXAMPLE")
+
+
+def _help_text(node: ast.AST) -> list[ast.AST]:
+    """The help string of an ``Option(flag, help, ...)`` call (second argument or ``help=``)."""
+    if not (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Option"):
+        return []
+    texts = node.args[1:2] + [k.value for k in node.keywords if k.arg == "help"]
+    return [t for t in texts if isinstance(t, (ast.Constant, ast.JoinedStr))]
+
+
 @cache
 def _nodes(path: Path) -> dict[str, list[ast.AST]]:
-    """One walk over the module's syntax tree: its imports, docstrings and string literals."""
+    """One walk over the module's syntax tree: its imports, docstrings (and help texts) and string literals."""
     found: dict[str, list[ast.AST]] = {"imports": [], "docstrings": [], "strings": []}
     for node in ast.walk(_source(path)[1]):
+        found["docstrings"] += _help_text(node)
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found["imports"].append(node)
         elif isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes))):
@@ -103,33 +115,12 @@ def _assigned_names(node: ast.AST) -> list[str]:
     return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
 
 
-def _command_nodes(command: str) -> list[ast.AST]:
-    """The subcommand's ``cmd_*`` function, the cli.py functions, classes and constants it refers
-    to (transitively), and cli.py's module-level imports (they run for every subcommand)."""
-    tree = _source(PACKAGE / "cli.py")[1]
-    top: dict[str, list[ast.AST]] = {}
-    imports = []
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            top.setdefault(node.name, []).append(node)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            for name in _assigned_names(node):
-                top.setdefault(name, []).append(node)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            imports.append(node)
-    entry = f"cmd_{command.replace('-', '_')}"
-    if entry not in top:
-        raise KeyError(f"deepfake-xai has no subcommand {command!r} (no {entry} in cli.py)")
-    todo, used = [entry], {}
-    while todo:
-        name = todo.pop()
-        if name in used:
-            continue
-        used[name] = top[name]
-        todo += [n.id for node in top[name] for n in ast.walk(node)
-                 if isinstance(n, ast.Name) and n.id in top and n.id not in used]
-    nodes = {id(n): n for name in sorted(used) for n in used[name]}
-    return imports + sorted(nodes.values(), key=lambda n: n.lineno)
+def stage_module(command: str) -> str:
+    """The module of the stage ``command`` (``xai-cell``: ``deepfake_xai.stages.xai_cell``)."""
+    module = f"{NAME}.stages.{command.replace('-', '_')}"
+    if command.startswith((".", "_")) or _module_file(module) is None:
+        raise KeyError(f"deepfake-xai has no stage {command!r} (no {module.replace('.', '/')}.py)")
+    return module
 
 
 def _data_files(package_init: Path) -> list[Path]:
@@ -145,10 +136,11 @@ def _data_files(package_init: Path) -> list[Path]:
 
 @cache
 def code_files(command: str) -> tuple[Path, ...]:
-    """Every package file whose content decides what ``deepfake-xai <command>`` writes, cli.py aside
-    (only its command function, helpers and imports count: see :func:`code_digest`)."""
-    modules = _imported(_command_nodes(command), f"{NAME}.cli", False)
-    files = _module_closure(modules) - {PACKAGE / "cli.py"}
+    """Every package file whose content decides what the stage ``command`` writes: its module, the
+    package modules it imports (transitively), their packages' __init__ files and package data."""
+    module = stage_module(command)
+    parts = module.split(".")
+    files = _module_closure({".".join(parts[:i]) for i in range(1, len(parts) + 1)})
     files |= {f for init in list(files) if init.name == "__init__.py" for f in _data_files(init)}
     return tuple(sorted(files))
 
@@ -168,13 +160,15 @@ def _spans(node: ast.AST, lines: list[str]) -> list[tuple[int, int, int]]:
 
 @cache
 def _code_lines(path: Path) -> tuple[str, ...]:
-    """The module's lines without comments, docstrings, a module-level ``__version__``, trailing
-    spaces and blank lines: what runs, as text (the same on every Python version). Comments are
-    the ``#`` outside every string literal, found from the syntax tree (no tokenizer: fast)."""
+    """The module's lines without comments, docstrings, help texts (module-level ``__version__``,
+    ``HELP``, ``EXAMPLE`` and each option's help), trailing spaces and blank lines: what runs, as
+    text (the same on every Python version). Comments are the ``#`` outside every string literal,
+    found from the syntax tree (no tokenizer: fast)."""
     text, tree = _source(path)
     lines = text.split("\n")
     drop_lines = {i for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
-                  and "__version__" in _assigned_names(node) for i in range(node.lineno, node.end_lineno + 1)}
+                  and set(HELP_CONSTANTS) & set(_assigned_names(node))
+                  for i in range(node.lineno, node.end_lineno + 1)}
     nodes = _nodes(path)
     strings: dict[int, list[tuple[int, int]]] = {}  # row -> character spans inside string literals
     for node in nodes["strings"]:
@@ -207,14 +201,9 @@ def _code_text(path: Path, first: int = 1, last: int | None = None) -> str:
 
 @cache
 def code_digest(command: str) -> str:
-    """SHA-256 of the command's code: its cli.py function, helpers and imports, and every file of
-    :func:`code_files` by its path in the package; Python files without comments, docstrings and
-    blank lines, data files byte for byte."""
+    """SHA-256 of the stage's code: every file of :func:`code_files` by its path in the package;
+    Python files without comments, docstrings and blank lines, data files byte for byte."""
     h = hashlib.sha256()
-    cli = PACKAGE / "cli.py"
-    for node in _command_nodes(command):
-        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
-        h.update(_code_text(cli, first, node.end_lineno).encode() + b"\0")
     for path in code_files(command):
         content = _code_text(path).encode() if path.suffix == ".py" else path.read_bytes()
         h.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + content + b"\0")

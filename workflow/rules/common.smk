@@ -1,7 +1,8 @@
-# Configuration validation and helper functions shared by every rule file.
+# Configuration validation and one helper per input decision, shared by every rule file. Paths come
+# from deepfake_xai.paths, each stage's options from its module (deepfake_xai.stages.<stage>).
 import json
-import re
 from pathlib import Path
+import re
 import shlex
 import sys
 
@@ -9,7 +10,10 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from deepfake_xai import config as dxcfg
+from deepfake_xai import paths, sets
 from deepfake_xai.registry import UnknownModelError, check_arch
+from deepfake_xai.stages import wiring
+
 
 # Fails before any job runs, naming the key and the value; fills in the schema's defaults.
 def _validate_config() -> None:
@@ -31,7 +35,7 @@ def _validate_config() -> None:
 
 _validate_config()
 try:
-    dxcfg.check(config)
+    dxcfg.check(config)  # also fills the defaults that come from sets.py and explain/catalog.py
     for _arch in dxcfg.unknown_archs(config):
         try:
             check_arch(_arch)
@@ -41,12 +45,11 @@ except ValueError as _err:
     raise WorkflowError(f"Invalid config: {_err}") from None
 
 DATASET = config["dataset"]
-RESULTS = f"results/{DATASET}"
-LOGS = f"{RESULTS}/logs"
-BENCH = f"{RESULTS}/benchmarks"
-# The interpreter running Snakemake runs the scripts too (no reliance on PATH). So the rules' `conda:`
-# environment (environment.yml, which documents the software) is the one to run Snakemake in, not
-# one Snakemake builds per rule: a job there would still run this interpreter.
+RESULTS = paths.results(DATASET)
+LOGS = paths.logs(DATASET)
+BENCH = paths.benchmarks(DATASET)
+REPORTS = paths.reports(DATASET)
+# The interpreter running Snakemake runs the stages too (python -m deepfake_xai; no reliance on PATH).
 PY = shlex.quote(sys.executable)
 if "CONDA" in {m.name for m in workflow.deployment_settings.deployment_method}:
     raise WorkflowError(
@@ -56,7 +59,7 @@ if "CONDA" in {m.name for m in workflow.deployment_settings.deployment_method}:
     )
 
 DATA_CFG = config["data"]
-DATA_ROOT = DATA_CFG["root"] or f"resources/{DATASET}/data"
+DATA_ROOT = DATA_CFG["root"] or paths.generated_root(DATASET)
 DATA_GENERATED = DATA_CFG["root"] is None
 
 if not DATA_GENERATED and not Path(DATA_ROOT).is_dir():
@@ -73,26 +76,31 @@ if DATA_GENERATED and DATA_CFG["source"] == "trueface" and not DATA_CFG["downloa
 ARCHIVES = dxcfg.download_archives(config)
 
 # The code each rule's jobs run, as a parameter: Snakemake tracks no code of a shell rule by itself,
-# and re-runs a job whose parameters changed. code_digest(subcommand) hashes the source that decides
-# what the subcommand writes (its cli.py function, the package modules it imports, package data), so
-# an edit re-runs exactly the jobs that run the edited code; touching, moving or reinstalling does not.
+# and re-runs a job whose parameters changed. code_digest(stage) hashes the source that decides
+# what the stage writes (its module in deepfake_xai/stages/ and the package modules it imports,
+# package data), so an edit re-runs exactly the jobs that run the edited code; touching, moving or
+# reinstalling does not.
 from deepfake_xai.provenance import code_digest
+
+
+def stage_options(stage: str) -> str:
+    """The stage's options that come from the config, as shell words (declared in its module)."""
+    return wiring.command_line(stage, config)
+
+
+def stage_speed(stage: str, option: str, model: str | None = None):
+    """A speed-only value of the stage (threads, workers): a rule's threads or resources, never a param."""
+    return wiring.speed_value(stage, config, option, model)
 
 
 def archive_files() -> list[str]:
     """The archives a generated dataset is extracted from."""
     names = ["synthetic.tar"] if DATA_CFG["source"] == "synthetic" else list(ARCHIVES)
-    return [f"resources/{DATASET}/archives/{name}" for name in names]
-
-
-def as_json(obj) -> str:
-    """A config section as one JSON argument (quoted with :q in shell commands)."""
-    return json.dumps(obj, sort_keys=True)
+    return [paths.archive(DATASET, name) for name in names]
 
 
 MODELS = list(config["models"])
 PAIRS = dxcfg.training_pairs(config)
-PARTS = list(dxcfg.TEST_PARTS)
 # what each training job predicts: the parts the configured test sets use (+ "combined", pooled)
 PREDICTED_PARTS = dxcfg.required_test_parts(config)
 PREDICTED_SETS = dxcfg.predicted_sets(config)
@@ -101,29 +109,35 @@ COMPUTE = config["compute"]
 
 wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
-    train_set="presocial|facebook|telegram|twitter|combined",
-    part="|".join(PARTS),
+    train_set="|".join(sets.TRAIN_SETS),
+    test_set="|".join(sets.TEST_SETS),
+    part="|".join(sets.PARTS),
     cache=r"(native|r\d+)_c\d+",
 
 
 def train_launcher() -> str:
-    """The interpreter for training jobs, or torchrun with one process per GPU (compute.gpus_per_job)."""
+    """`python -m deepfake_xai`, or torchrun with one process per GPU (compute.gpus_per_job)."""
     n = COMPUTE["gpus_per_job"]
     if n <= 1:
-        return PY
-    return f"{shlex.quote(str(Path(sys.executable).with_name('torchrun')))} --standalone --nproc_per_node {n}"
+        return f"{PY} -m deepfake_xai"
+    torchrun = shlex.quote(str(Path(sys.executable).with_name("torchrun")))
+    return f"{torchrun} --standalone --nproc_per_node {n} -m deepfake_xai"
 
 
 def settings_json(wildcards) -> str:
     """The model's resolved settings: train defaults + its overrides. Only this model's values, so
     changing one model's hyperparameter re-runs that model's jobs alone."""
-    return as_json(dxcfg.without_speed_keys(dxcfg.model_settings(config, wildcards.model)))
+    return json.dumps(dxcfg.without_speed_keys(dxcfg.model_settings(config, wildcards.model)), sort_keys=True)
+
+
+def cache_name(model: str) -> str:
+    return dxcfg.cache_name(dxcfg.model_settings(config, model))
 
 
 def cache_inputs(wildcards) -> dict[str, str]:
     """The image cache a model reads (models with the same preprocessing share one)."""
-    name = dxcfg.cache_name(dxcfg.model_settings(config, wildcards.model))
-    return {"cache_npy": f"{RESULTS}/cache/{name}.npy", "cache_index": f"{RESULTS}/cache/{name}.parquet"}
+    name = cache_name(wildcards.model)
+    return {"cache_npy": paths.cache_array(DATASET, name), "cache_index": paths.cache_index(DATASET, name)}
 
 
 def cache_params(wildcards) -> dict[str, str]:
@@ -132,12 +146,8 @@ def cache_params(wildcards) -> dict[str, str]:
     return {"resize": m.group(2) or "none", "center_crop": m.group(3)}
 
 
-def model_dir(model: str, train_set: str) -> str:
-    return f"{RESULTS}/models/{model}/{train_set}"
-
-
 def metrics_files() -> list[str]:
-    return [f"{RESULTS}/metrics/{m}/{tr}/{te}.json" for m, tr, te in dxcfg.cells(config)]
+    return [paths.metrics(DATASET, m, tr, te) for m, tr, te in dxcfg.cells(config)]
 
 
 EXPLAIN_CELLS = dxcfg.explain_cells(config)
@@ -156,22 +166,24 @@ def montage_models(train_set: str, test_set: str) -> list[str]:
     return [m for m, tr, te in EXPLAIN_CELLS if (tr, te) == (train_set, test_set)]
 
 
+def maps_files() -> list[str]:
+    return [paths.maps(DATASET, m, tr, te) for m, tr, te in EXPLAIN_CELLS]
+
+
 def explain_files() -> list[str]:
     """Heatmap maps per explained cell, montages per (train set, test set), actmax per model."""
-    maps = [f"{RESULTS}/heatmaps/{m}/{tr}/{te}/maps.npz" for m, tr, te in EXPLAIN_CELLS]
     pairs = sorted({(tr, te) for _, tr, te in EXPLAIN_CELLS})
-    montages = [f"{RESULTS}/montages/{tr}/{te}" for tr, te in pairs]
-    actmax = sorted({f"{RESULTS}/heatmaps/{m}/{tr}/actmax.png" for m, tr, _ in EXPLAIN_CELLS})
-    return maps + montages + actmax
+    montages = [paths.montages(DATASET, tr, te) for tr, te in pairs]
+    actmax = sorted({paths.actmax(DATASET, m, tr) for m, tr, _ in EXPLAIN_CELLS})
+    return maps_files() + montages + actmax
 
 
-REPORTS = f"reports/{DATASET}"
 GRID_MODELS, GRID_TRAIN_SETS = dxcfg.grid_axes(config)
 
 
 def paper_table_outputs(ext: str) -> list[str]:
     """The report's files of the paper's Tables 1-4 in one format."""
-    return [f"{REPORTS}/tables/table{n}.{ext}" for n in (1, 2, 3, 4)]
+    return [paths.paper_table(DATASET, n, ext) for n in paths.PAPER_TABLES]
 
 
 XAI = config["xai"]
@@ -181,21 +193,19 @@ def xai_files() -> list[str]:
     """Explanation-quality scores, one file per explained cell (none when xai.enabled is false)."""
     if not XAI["enabled"]:
         return []
-    return [f"{RESULTS}/xai_metrics/{m}/{tr}/{te}.json" for m, tr, te in EXPLAIN_CELLS]
+    return [paths.xai_metrics(DATASET, m, tr, te) for m, tr, te in EXPLAIN_CELLS]
 
 
 def spectrum_cache() -> dict[str, str]:
     """The image cache the frequency spectra are computed from: the first explained model's."""
-    model = (EXPLAIN_CELLS or [(PAIRS[0][0],)])[0][0]
-    name = dxcfg.cache_name(dxcfg.model_settings(config, model))
-    return {"cache_npy": f"{RESULTS}/cache/{name}.npy", "cache_index": f"{RESULTS}/cache/{name}.parquet"}
+    name = cache_name((EXPLAIN_CELLS or [(PAIRS[0][0],)])[0][0])
+    return {"cache_npy": paths.cache_array(DATASET, name), "cache_index": paths.cache_index(DATASET, name)}
 
 
 def xai_report_files() -> list[str]:
-    return [] if not xai_files() else [f"{REPORTS}/xai/{n}" for n in ("ranking.md", "ranking.csv", "priors.png",
-                                                                      "spectra.png", "robustness.png")]
+    return [paths.xai_report(DATASET, n) for n in paths.XAI_REPORT_FILES] if xai_files() else []
 
 
 def all_targets() -> list[str]:
     """What `snakemake` with no target builds: every stage's final files for this config."""
-    return [f"{RESULTS}/manifest.parquet", *metrics_files(), *explain_files(), *xai_files(), *xai_report_files()]
+    return [paths.manifest(DATASET), *metrics_files(), *explain_files(), *xai_files(), *xai_report_files()]

@@ -7,20 +7,20 @@ if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
 
     rule synthesize:
         output:
-            f"resources/{DATASET}/archives/synthetic.tar",
+            paths.archive(DATASET, "synthetic.tar"),
         params:
             code=code_digest("synth"),
             py=PY,
-            cfg=as_json({**dxcfg.without_speed_keys(DATA_CFG["synthetic"]), "platforms": DATA_CFG["platforms"]}),
+            options=stage_options("synth"),
         log:
             f"{LOGS}/synthesize.log",
         benchmark:
             f"{BENCH}/synthesize.tsv"
-        threads: DATA_CFG["synthetic"]["workers"]
+        threads: stage_speed("synth", "workers")
         conda:
             "../../environment.yml"
         shell:
-            "{params.py} workflow/scripts/synth.py --archive {output:q} --config-json {params.cfg:q} "
+            "{params.py} -m deepfake_xai synth --archive {output:q} {params.options} "
             "--workers {threads} > {log:q} 2>&1"
 
 
@@ -28,7 +28,7 @@ if DATA_GENERATED and DATA_CFG["source"] == "trueface":
 
     rule download:
         output:
-            f"resources/{DATASET}/archives/{{archive}}",
+            paths.archive(DATASET, "{archive}"),
         params:
             py=PY,
             url=lambda wc: ARCHIVES[wc.archive]["url"],
@@ -37,12 +37,12 @@ if DATA_GENERATED and DATA_CFG["source"] == "trueface":
             f"{LOGS}/download/{{archive}}.log",
         benchmark:
             f"{BENCH}/download/{{archive}}.tsv"
-        conda:
-            "../../environment.yml"
         wildcard_constraints:
             archive="|".join(re.escape(a) for a in ARCHIVES),
+        conda:
+            "../../environment.yml"
         shell:
-            "{params.py} workflow/scripts/download.py --url {params.url:q} --sha256 {params.sha256:q} "
+            "{params.py} -m deepfake_xai download --url {params.url:q} --sha256 {params.sha256:q} "
             "--out {output:q} > {log:q} 2>&1"
 
 
@@ -63,31 +63,29 @@ if DATA_GENERATED:
         conda:
             "../../environment.yml"
         shell:
-            "{params.py} workflow/scripts/extract.py {input.archives:q} --out {output:q} > {log:q} 2>&1"
+            "{params.py} -m deepfake_xai extract {input.archives:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule manifest:
     input:
         root=DATA_ROOT,
     output:
-        manifest=f"{RESULTS}/manifest.parquet",
-        rejected=f"{RESULTS}/rejected.parquet",
-        summary=report(f"{RESULTS}/manifest_summary.csv", caption="../report/manifest.rst",
+        manifest=paths.manifest(DATASET),
+        rejected=paths.rejected(DATASET),
+        summary=report(paths.manifest_summary(DATASET), caption="../report/manifest.rst",
                        category="1. Data", labels={"table": "manifest summary"}),
     params:
         code=code_digest("manifest"),
         py=PY,
-        dataset=DATASET,
-        cfg=as_json(dxcfg.manifest_config(config)),
-        test_parts=dxcfg.required_test_parts(config),
+        options=stage_options("manifest"),
     log:
         f"{LOGS}/manifest.log",
     benchmark:
         f"{BENCH}/manifest.tsv"
-    threads: DATA_CFG["workers"]
+    threads: stage_speed("manifest", "workers")
     conda:
         "../../environment.yml"
     shell:
-        "{params.py} workflow/scripts/manifest.py --root {input.root:q} --dataset {params.dataset:q} "
-        "--out {output.manifest:q} --rejected {output.rejected:q} --summary {output.summary:q} "
-        "--config-json {params.cfg:q} --require-test-parts {params.test_parts:q} --workers {threads} > {log:q} 2>&1"
+        "{params.py} -m deepfake_xai manifest --root {input.root:q} --out {output.manifest:q} "
+        "--rejected {output.rejected:q} --summary {output.summary:q} {params.options} "
+        "--workers {threads} > {log:q} 2>&1"

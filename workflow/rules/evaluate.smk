@@ -4,25 +4,20 @@
 
 rule metrics:
     input:
-        predictions=f"{RESULTS}/predictions/{{model}}/{{train_set}}/{{test_set}}.parquet",
+        predictions=paths.predictions(DATASET, "{model}", "{train_set}", "{test_set}"),
     output:
-        f"{RESULTS}/metrics/{{model}}/{{train_set}}/{{test_set}}.json",
+        paths.metrics(DATASET, "{model}", "{train_set}", "{test_set}"),
     params:
         code=code_digest("metrics"),
         py=PY,
-        threshold=config["evaluate"]["threshold"],
-        bootstrap=config["evaluate"]["bootstrap"],
-        seed=config["evaluate"]["seed"],
+        options=stage_options("metrics"),
     log:
         f"{LOGS}/metrics/{{model}}/{{train_set}}/{{test_set}}.log",
     benchmark:
         f"{BENCH}/metrics/{{model}}/{{train_set}}/{{test_set}}.tsv"
-    wildcard_constraints:
-        test_set="presocial|facebook|telegram|twitter|combined",
     conda:
         "../../environment.yml"
     shell:
-        "{params.py} workflow/scripts/metrics.py --predictions {input.predictions:q} --out {output:q} "
-        "--threshold {params.threshold} --bootstrap {params.bootstrap} --seed {params.seed} "
+        "{params.py} -m deepfake_xai metrics --predictions {input.predictions:q} --out {output:q} "
         "--model {wildcards.model:q} --train-set {wildcards.train_set:q} "
-        "--test-set {wildcards.test_set:q} > {log:q} 2>&1"
+        "--test-set {wildcards.test_set:q} {params.options} > {log:q} 2>&1"

@@ -1,20 +1,18 @@
 # Stage 4, explainability: bulk heatmaps per (model, train set, test set) cell, montages of each
 # method across models, activation maximization per trained model.
 
-EXPLAIN = config["explain"]
-
 
 rule explain:
     priority: EXPLANATION_PRIORITY
     input:
         unpack(cache_inputs),
-        manifest=f"{RESULTS}/manifest.parquet",
-        weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
-        predictions=f"{RESULTS}/predictions/{{model}}/{{train_set}}/{{test_set}}.parquet",
+        manifest=paths.manifest(DATASET),
+        weights=paths.weights(DATASET, "{model}", "{train_set}"),
+        predictions=paths.predictions(DATASET, "{model}", "{train_set}", "{test_set}"),
     output:
-        maps=f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/{{test_set}}/maps.npz",
+        maps=paths.maps(DATASET, "{model}", "{train_set}", "{test_set}"),
         panels=report(
-            directory(f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/{{test_set}}/panels"),
+            directory(paths.panels(DATASET, "{model}", "{train_set}", "{test_set}")),
             patterns=["{name}.png"],
             caption="../report/panels.rst",
             category="4. Explainability",
@@ -24,47 +22,32 @@ rule explain:
     params:
         code=code_digest("explain-cell"),
         py=PY,
-        dataset=DATASET,
+        options=stage_options("explain-cell"),
         settings=settings_json,
-        methods=EXPLAIN["methods"],
-        device=COMPUTE["device"] or "auto",
-        n_images=EXPLAIN["n_images"],
-        shared=EXPLAIN["shared_images"],
-        panels=EXPLAIN["panels"],
-        target=EXPLAIN["target"],
-        batch_size=EXPLAIN["batch_size"],
-        seed=EXPLAIN["seed"],
-        amp="--amp" if EXPLAIN["amp"] else "",
-        threshold=config["evaluate"]["threshold"],
     log:
         f"{LOGS}/explain/{{model}}/{{train_set}}/{{test_set}}.log",
     benchmark:
         f"{BENCH}/explain/{{model}}/{{train_set}}/{{test_set}}.tsv"
-    wildcard_constraints:
-        test_set="presocial|facebook|telegram|twitter|combined",
-    threads: COMPUTE["predict_threads"]
+    threads: stage_speed("explain-cell", "threads")
     resources:
         gpu=1,
     conda:
         "../../environment.yml"
     shell:
-        "{params.py} workflow/scripts/explain_cell.py --weights {input.weights:q} "
+        "{params.py} -m deepfake_xai explain-cell --weights {input.weights:q} "
         "--settings-json {params.settings:q} --cache {input.cache_npy:q} --cache-index {input.cache_index:q} "
-        "--manifest {input.manifest:q} --dataset {params.dataset:q} --predictions {input.predictions:q} "
-        "--methods {params.methods:q} --n-images {params.n_images} --shared {params.shared} "
-        "--panels {params.panels} --target {params.target} --threshold {params.threshold} --batch-size {params.batch_size} "
-        "--seed {params.seed} --out {output.maps:q} --panels-dir {output.panels:q} "
-        "--threads {threads} --device {params.device:q} {params.amp} > {log:q} 2>&1"
+        "--manifest {input.manifest:q} --predictions {input.predictions:q} --out {output.maps:q} "
+        "--panels-dir {output.panels:q} {params.options} --threads {threads} > {log:q} 2>&1"
 
 
 rule montage:
     priority: EXPLANATION_PRIORITY
     input:
-        maps=lambda wc: [f"{RESULTS}/heatmaps/{m}/{wc.train_set}/{wc.test_set}/maps.npz"
+        maps=lambda wc: [paths.maps(DATASET, m, wc.train_set, wc.test_set)
                          for m in montage_models(wc.train_set, wc.test_set)],
     output:
         report(
-            directory(f"{RESULTS}/montages/{{train_set}}/{{test_set}}"),
+            directory(paths.montages(DATASET, "{train_set}", "{test_set}")),
             patterns=["{method}.png"],
             caption="../report/montage.rst",
             category="4. Explainability",
@@ -74,9 +57,8 @@ rule montage:
     params:
         code=code_digest("montage"),
         py=PY,
+        options=stage_options("montage"),
         models=lambda wc: montage_models(wc.train_set, wc.test_set),
-        methods=EXPLAIN["methods"],
-        images=EXPLAIN["shared_images"],
     log:
         f"{LOGS}/montage/{{train_set}}/{{test_set}}.log",
     benchmark:
@@ -84,17 +66,17 @@ rule montage:
     conda:
         "../../environment.yml"
     shell:
-        "{params.py} workflow/scripts/montage.py --maps {input.maps:q} --models {params.models:q} "
-        "--methods {params.methods:q} --out-dir {output:q} --images {params.images} > {log:q} 2>&1"
+        "{params.py} -m deepfake_xai montage --maps {input.maps:q} --models {params.models:q} "
+        "--out-dir {output:q} {params.options} > {log:q} 2>&1"
 
 
 rule actmax:
     priority: EXPLANATION_PRIORITY
     input:
-        weights=f"{RESULTS}/models/{{model}}/{{train_set}}/model.safetensors",
+        weights=paths.weights(DATASET, "{model}", "{train_set}"),
     output:
         report(
-            f"{RESULTS}/heatmaps/{{model}}/{{train_set}}/actmax.png",
+            paths.actmax(DATASET, "{model}", "{train_set}"),
             caption="../report/actmax.rst",
             category="4. Explainability",
             subcategory="activation maximization",
@@ -103,20 +85,17 @@ rule actmax:
     params:
         code=code_digest("actmax"),
         py=PY,
+        options=stage_options("actmax"),
         settings=settings_json,
-        steps=EXPLAIN["actmax_steps"],
-        seed=EXPLAIN["seed"],
-        device=COMPUTE["device"] or "auto",
     log:
         f"{LOGS}/actmax/{{model}}/{{train_set}}.log",
     benchmark:
         f"{BENCH}/actmax/{{model}}/{{train_set}}.tsv"
-    threads: COMPUTE["predict_threads"]
+    threads: stage_speed("actmax", "threads")
     resources:
         gpu=1,
     conda:
         "../../environment.yml"
     shell:
-        "{params.py} workflow/scripts/actmax.py --weights {input.weights:q} --settings-json {params.settings:q} "
-        "--steps {params.steps} --seed {params.seed} --out {output:q} --threads {threads} "
-        "--device {params.device:q} > {log:q} 2>&1"
+        "{params.py} -m deepfake_xai actmax --weights {input.weights:q} --settings-json {params.settings:q} "
+        "--out {output:q} {params.options} --threads {threads} > {log:q} 2>&1"

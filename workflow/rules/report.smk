@@ -7,7 +7,7 @@
 rule report:
     input:
         metrics=metrics_files(),
-        train=[f"{RESULTS}/models/{m}/{tr}/train.json" for m, tr in PAIRS],
+        train=[paths.train_summary(DATASET, m, tr) for m, tr in PAIRS],
         explain=explain_files() + xai_report_files(),
     output:
         tables_csv=[
@@ -36,11 +36,8 @@ rule report:
     params:
         code=code_digest("report"),
         py=PY,
-        dataset=DATASET,
+        options=stage_options("report"),
         out_dir=lambda wc, output: str(Path(output.readme).parent),
-        models=GRID_MODELS,
-        train_sets=GRID_TRAIN_SETS,
-        test_sets=config["test_sets"],
         # results/{dataset}, read off a train.json path: names the files of missing cells
         results=lambda wc, input: str(Path(input.train[0]).parents[3]),
         config_files=[str(f) for f in workflow.configfiles],
@@ -51,7 +48,6 @@ rule report:
     conda:
         "../../environment.yml"
     shell:
-        "{params.py} workflow/scripts/report.py --metrics {input.metrics:q} --train {input.train:q} "
-        "--explain {input.explain:q} --out-dir {params.out_dir:q} --dataset {params.dataset:q} "
-        "--models {params.models:q} --train-sets {params.train_sets:q} --test-sets {params.test_sets:q} "
-        "--results {params.results:q} --config {params.config_files:q} > {log:q} 2>&1"
+        "{params.py} -m deepfake_xai report --metrics {input.metrics:q} --train {input.train:q} "
+        "--explain {input.explain:q} --out-dir {params.out_dir:q} --results {params.results:q} "
+        "--config {params.config_files:q} {params.options} > {log:q} 2>&1"

@@ -24,9 +24,9 @@ not: up to 17 levels measured), so a cache records which one built it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd

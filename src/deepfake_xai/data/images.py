@@ -118,6 +118,17 @@ def load_rgb(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
             return img.convert("RGB")
 
 
+def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
+    """A uint8 RGB image encoded as JPEG at ``quality`` and decoded again (PIL): training's JPEG
+    augmentation and the robustness curves' re-compression."""
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
 def is_hidden(path: Path) -> bool:
     return any(part.startswith(".") for part in path.parts)
 

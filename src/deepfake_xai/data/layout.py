@@ -14,13 +14,16 @@ Some copies add a ``Train/`` or ``Test/`` level anywhere above the image folders
 
 from __future__ import annotations
 
+from ..sets import PARTS, PRESOCIAL, SHARED_PLATFORMS
+
 PRESOCIAL_DIR = "TrueFace_PreSocial"
 POSTSOCIAL_DIR = "TrueFace_PostSocial"
-PLATFORM_PARTS = ("presocial", "facebook", "telegram", "twitter")
-POST_PLATFORMS = ("facebook", "telegram", "twitter")
-PLATFORM_FOLDERS = {"facebook": "Facebook", "telegram": "Telegram", "twitter": "Twitter"}
-PLATFORM_SUFFIXES = {"facebook": "_FB", "telegram": "_TL", "twitter": "_TW"}
-PLATFORM_EXTENSIONS = {"facebook": ".jpg", "telegram": ".jpeg", "twitter": ".jpg"}
+PLATFORM_PARTS = PARTS
+POST_PLATFORMS = SHARED_PLATFORMS
+# TrueFace's folder, file-name suffix and extension of each platform's copies, in SHARED_PLATFORMS order
+PLATFORM_FOLDERS = dict(zip(SHARED_PLATFORMS, ("Facebook", "Telegram", "Twitter")))
+PLATFORM_SUFFIXES = dict(zip(SHARED_PLATFORMS, ("_FB", "_TL", "_TW")))
+PLATFORM_EXTENSIONS = dict(zip(SHARED_PLATFORMS, (".jpg", ".jpeg", ".jpg")))
 GENERATOR_FOLDERS = {"ffhq": "FFHQ", "stylegan": "StyleGAN", "stylegan2": "StyleGAN2"}
 # Name of the sidecar file in which the synthetic generator records each fake's evidence region.
 EVIDENCE_FILE = "evidence.csv"
@@ -44,7 +47,7 @@ def class_dir(generator: str, psi: float | None) -> str:
 
 
 def platform_root(platform: str) -> str:
-    if platform == "presocial":
+    if platform == PRESOCIAL:
         return PRESOCIAL_DIR
     return f"{POSTSOCIAL_DIR}/{PLATFORM_FOLDERS[platform]}"
 

@@ -82,7 +82,7 @@ def parse_path(rel: str | PurePosixPath) -> PathInfo:
     pre = [i for i, p in enumerate(parts[:-1]) if _PRE.match(p)]
     post = [i for i, p in enumerate(parts[:-1]) if _POST.match(p)]
     if pre:
-        platform, start = "presocial", pre[0] + 1
+        platform, start = layout.PRESOCIAL, pre[0] + 1
     elif post:
         i = post[0] + 1
         if i >= len(parts) - 1:
@@ -98,7 +98,7 @@ def parse_path(rel: str | PurePosixPath) -> PathInfo:
     else:
         raise LayoutError(
             f"{rel}: not below a TrueFace_PreSocial or TrueFace_PostSocial folder; "
-            "point data.trueface.root at the folder that holds them"
+            "point data.root at the folder that holds them"
         )
     below = parts[start:]
     if len(below) < 3:
@@ -117,7 +117,7 @@ def parse_path(rel: str | PurePosixPath) -> PathInfo:
         if m:
             psi = float(m.group(1))
     stem = PurePosixPath(below[-1]).stem
-    if platform != "presocial":
+    if platform != layout.PRESOCIAL:
         suffix = layout.PLATFORM_SUFFIXES[platform]
         if stem.upper().endswith(suffix.upper()):
             stem = stem[: -len(suffix)]
@@ -194,6 +194,79 @@ def dataset_fingerprint(paths_and_sizes: list[tuple[str, int]]) -> str:
     return h.hexdigest()[:16]
 
 
+def _listed_files(root: Path, ignore: list[str]) -> list[Path]:
+    """The files below ``root`` the manifest reads (sidecars and data.ignore patterns left out)."""
+    if not root.is_dir():
+        raise ManifestError(
+            f"dataset root {root} does not exist: generate it (deepfake-xai synth) or set "
+            "data.root to your TrueFace copy"
+        )
+    files = [
+        p for p in walk_files(root)
+        if p.name.lower() not in SIDECAR_NAMES and not any(fnmatch(p.as_posix(), pat) for pat in ignore)
+    ]
+    if not files:
+        raise ManifestError(f"dataset root {root} holds no files: is it the right folder?")
+    return files
+
+
+def _parsed(root: Path, files: list[Path]) -> list[tuple[Path, PathInfo]]:
+    """Each file's place in the layout; a path that fits none stops the manifest (the first five named)."""
+    parsed: list[tuple[Path, PathInfo]] = []
+    layout_errors: list[str] = []
+    for rel in files:
+        try:
+            parsed.append((rel, parse_path(rel)))
+        except LayoutError as err:
+            layout_errors.append(str(err))
+    if layout_errors:
+        more = f" (and {len(layout_errors) - 5} more)" if len(layout_errors) > 5 else ""
+        raise ManifestError(
+            f"{len(layout_errors)} path(s) below {root} do not fit the TrueFace layout:\n  "
+            + "\n  ".join(layout_errors[:5]) + more
+        )
+    return parsed
+
+
+def _inspected(root: Path, parsed: list, *, workers: int, verify: str, max_pixels: int, progress: bool) -> list:
+    """(header metadata, None) or (None, the reason it was rejected) for each file, read in threads."""
+    from tqdm import tqdm
+
+    def inspect(item):
+        rel, _ = item
+        try:
+            return inspect_image(root / rel, max_pixels=max_pixels, full=(verify == "full")), None
+        except BadImage as err:
+            return None, str(err)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(tqdm(pool.map(inspect, parsed), total=len(parsed), desc="read headers",
+                         unit="file", disable=not progress))
+
+
+def _tables(root: Path, parsed: list, results: list) -> tuple[pd.DataFrame, list[dict]]:
+    """The manifest rows (duplicates of one image id rejected after the first) and the rejected files."""
+    evidence = read_evidence(root)
+    rows, rejected = [], []
+    for (rel, info), (meta, reason) in zip(parsed, results):
+        rel_s = rel.as_posix()
+        if meta is None:
+            rejected.append({"path": rel_s, "reason": reason})
+            continue
+        box = evidence.get(rel_s, (np.nan,) * 4)
+        rows.append({
+            "image_id": info.image_id, "path": rel_s, "label": info.label,
+            "generator": info.generator, "psi": info.psi, "platform": info.platform,
+            "source_id": info.source_id, "dataset_split": info.dataset_split, **meta,
+            "evidence_x0": box[0], "evidence_y0": box[1], "evidence_x1": box[2], "evidence_y1": box[3],
+        })
+    manifest = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "dataset_split"])
+    dup = manifest["image_id"].duplicated(keep="first")
+    for rel_s, iid in zip(manifest.loc[dup, "path"], manifest.loc[dup, "image_id"]):
+        rejected.append({"path": rel_s, "reason": f"duplicate image_id {iid} (same image in two formats?)"})
+    return manifest[~dup].reset_index(drop=True), rejected
+
+
 def build_manifest(
     root: str | Path,
     *,
@@ -213,66 +286,11 @@ def build_manifest(
     ``max_rejected_fraction`` of the image files were rejected (the rejected table is attached to
     the exception as ``.rejected`` so the caller can still write it for inspection).
     """
-    from tqdm import tqdm
-
     root = Path(root)
-    if not root.is_dir():
-        raise ManifestError(
-            f"dataset root {root} does not exist: generate it (deepfake-xai synth) or set "
-            "data.trueface.root to your TrueFace copy"
-        )
-    ignore = ignore or []
-    files = [
-        p for p in walk_files(root)
-        if p.name.lower() not in SIDECAR_NAMES and not any(fnmatch(p.as_posix(), pat) for pat in ignore)
-    ]
-    if not files:
-        raise ManifestError(f"dataset root {root} holds no files: is it the right folder?")
-    evidence = read_evidence(root)
-
-    parsed: list[tuple[Path, PathInfo]] = []
-    layout_errors: list[str] = []
-    for rel in files:
-        try:
-            parsed.append((rel, parse_path(rel)))
-        except LayoutError as err:
-            layout_errors.append(str(err))
-    if layout_errors:
-        more = f" (and {len(layout_errors) - 5} more)" if len(layout_errors) > 5 else ""
-        raise ManifestError(
-            f"{len(layout_errors)} path(s) below {root} do not fit the TrueFace layout:\n  "
-            + "\n  ".join(layout_errors[:5]) + more
-        )
-
-    def inspect(item):
-        rel, _ = item
-        try:
-            return inspect_image(root / rel, max_pixels=max_pixels, full=(verify == "full")), None
-        except BadImage as err:
-            return None, str(err)
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = list(tqdm(pool.map(inspect, parsed), total=len(parsed), desc="read headers",
-                            unit="file", disable=not progress))
-
-    rows, rejected = [], []
-    for (rel, info), (meta, reason) in zip(parsed, results):
-        rel_s = rel.as_posix()
-        if meta is None:
-            rejected.append({"path": rel_s, "reason": reason})
-            continue
-        box = evidence.get(rel_s, (np.nan,) * 4)
-        rows.append({
-            "image_id": info.image_id, "path": rel_s, "label": info.label,
-            "generator": info.generator, "psi": info.psi, "platform": info.platform,
-            "source_id": info.source_id, "dataset_split": info.dataset_split, **meta,
-            "evidence_x0": box[0], "evidence_y0": box[1], "evidence_x1": box[2], "evidence_y1": box[3],
-        })
-    manifest = pd.DataFrame(rows, columns=[*MANIFEST_COLUMNS, "dataset_split"])
-    dup = manifest["image_id"].duplicated(keep="first")
-    for rel_s, iid in zip(manifest.loc[dup, "path"], manifest.loc[dup, "image_id"]):
-        rejected.append({"path": rel_s, "reason": f"duplicate image_id {iid} (same image in two formats?)"})
-    manifest = manifest[~dup].reset_index(drop=True)
+    files = _listed_files(root, ignore or [])
+    parsed = _parsed(root, files)
+    results = _inspected(root, parsed, workers=workers, verify=verify, max_pixels=max_pixels, progress=progress)
+    manifest, rejected = _tables(root, parsed, results)
     rejected_df = pd.DataFrame(rejected, columns=["path", "reason"])
 
     frac = len(rejected_df) / max(1, len(files))
@@ -298,7 +316,7 @@ def unpartnered_copies(manifest: pd.DataFrame) -> dict[str, tuple[int, int, list
     """Per social platform: (images whose source_id no pre-social image has, images, first such
     paths). In TrueFace every shared image is a copy of a pre-social one, so many of these mean the
     platform's file naming differs from the pre-social one and its copies are split on their own."""
-    pre = set(manifest.loc[manifest["platform"] == "presocial", "source_id"])
+    pre = set(manifest.loc[manifest["platform"] == layout.PRESOCIAL, "source_id"])
     if not pre:
         return {}
     out = {}

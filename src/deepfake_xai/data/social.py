@@ -14,12 +14,13 @@ detector cannot win by telling PNG from JPEG.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, asdict
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 from PIL import Image
 
+from ..sets import SHARED_PLATFORMS
 from . import layout
 
 
@@ -37,10 +38,10 @@ class PlatformProfile:
         return asdict(self)
 
 
+# (resize factor, JPEG quality) of each platform, in SHARED_PLATFORMS order (Facebook, Telegram, Twitter)
 DEFAULT_PROFILES: dict[str, PlatformProfile] = {
-    "facebook": PlatformProfile("facebook", scale=720 / 1024, jpeg_quality=72),
-    "telegram": PlatformProfile("telegram", scale=1.0, jpeg_quality=87),
-    "twitter": PlatformProfile("twitter", scale=1.0, jpeg_quality=82),
+    name: PlatformProfile(name, scale=scale, jpeg_quality=quality)
+    for name, (scale, quality) in zip(SHARED_PLATFORMS, ((720 / 1024, 72), (1.0, 87), (1.0, 82)))
 }
 
 _SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import layout
-from .social import PlatformProfile, share, DEFAULT_PROFILES
+from .social import DEFAULT_PROFILES, PlatformProfile, share
 
 # (mean, std) of each face parameter, in units of the canvas side. psi scales the std.
 FACE_PARAMS: dict[str, tuple[float, float]] = {
@@ -80,7 +80,7 @@ class SynthConfig:
     platforms: dict[str, PlatformProfile] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
 
     @classmethod
-    def from_dict(cls, cfg: dict, platforms: dict[str, PlatformProfile] | None = None) -> "SynthConfig":
+    def from_dict(cls, cfg: dict, platforms: dict[str, PlatformProfile] | None = None) -> SynthConfig:
         fake = {
             gen: {float(psi): int(n) for psi, n in per_psi.items()}
             for gen, per_psi in cfg.get("fake", {}).items()

@@ -5,7 +5,7 @@ every few steps, and L2 decay of the input. One image per (model, class)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

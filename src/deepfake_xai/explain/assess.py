@@ -29,6 +29,87 @@ def _flat(maps: np.ndarray) -> bool:
     return bool(np.all(_flat_each(maps)))
 
 
+class _Images:
+    """The scored images of a cell and what every method's scores compare against."""
+
+    def __init__(self, runner, cell: dict, boxes: list, n: int):
+        self.crops = cell["crops"][:n]
+        self.images = runner.inputs(torch.from_numpy(self.crops))
+        self.targets = torch.as_tensor(cell["targets"][:n]).long()
+        h, w = self.crops.shape[1:3]
+        self.masks = np.stack([Q.box_mask(b, h, w) if b is not None else np.zeros((h, w), bool) for b in boxes[:n]])
+        self.has_box = np.array([b is not None for b in boxes[:n]])
+        self.labels = np.asarray(cell["labels"][:n])
+        self.face = Q.ellipse_mask(h, w)
+
+
+def _faithfulness_and_localization(predict, data: _Images, maps: np.ndarray, ok: np.ndarray, ends: dict, *,
+                                   steps: int, keep: float, road_percentiles, batch_size: int) -> dict:
+    """One method's scores on its non-flat images ``ok``: deletion/insertion, kept-pixel confidence,
+    ROAD (faithfulness), pointing game, energy in the box and on the face (localization)."""
+    sel = torch.from_numpy(np.flatnonzero(ok))
+    maps, imgs, tgts = maps[ok], data.images[sel.to(data.images.device)], data.targets[sel]
+    m_box, m_masks, m_labels, m_base = data.has_box[ok], data.masks[ok], data.labels[ok], ends["deletion"][0][ok]
+    m_ends = {mode: tuple(a[ok] for a in pair) for mode, pair in ends.items()}
+    tmaps = torch.from_numpy(maps)
+    deletion = Q.perturbation_curve(predict, imgs, tmaps, tgts, steps, "deletion", batch_size, m_ends["deletion"])
+    insertion = Q.perturbation_curve(predict, imgs, tmaps, tgts, steps, "insertion", batch_size, m_ends["insertion"])
+    kept = Q.keep_top_confidence(predict, imgs, tmaps, tgts, keep)
+
+    def face_share(label):
+        sub = maps[m_labels == label]
+        return Q.mean_ci(Q.energy_inside(sub, np.broadcast_to(data.face, sub.shape))) if len(sub) else None
+
+    return {
+        "deletion_auc": Q.mean_ci(Q.curve_auc(deletion)),
+        "insertion_auc": Q.mean_ci(Q.curve_auc(insertion)),
+        "deletion_curve": deletion.mean(axis=0).tolist(),
+        "insertion_curve": insertion.mean(axis=0).tolist(),
+        f"confidence_keep{round(100 * keep)}": Q.mean_ci(kept),
+        "confidence_drop": Q.mean_ci(np.clip(m_base - kept, 0, None) / np.maximum(m_base, 1e-6)),
+        "road": Q.mean_ci(Q.road_scores(predict, imgs, maps, tgts.tolist(), road_percentiles, batch_size))
+        if road_percentiles else None,
+        "pointing_game": Q.mean_ci(Q.pointing_game(maps[m_box], m_masks[m_box])) if m_box.any() else None,
+        "energy_in_box": Q.mean_ci(Q.energy_inside(maps[m_box], m_masks[m_box])) if m_box.any() else None,
+        "box_area_share": float(m_masks[m_box].mean()) if m_box.any() else None,
+        "face_share_real": face_share(0),
+        "face_share_fake": face_share(1),
+    }
+
+
+def _sanity(entry: dict, maps: np.ndarray, random_maps: np.ndarray | None) -> None:
+    """The randomization check (Adebayo et al. 2018): maps that stay rank-correlated with those of
+    the randomized model fail it. Adds the verdict and its scores to ``entry``."""
+    if random_maps is None:
+        entry["sanity"] = "undetermined (no maps from the randomized model)"
+    elif _flat(random_maps):
+        entry["sanity"] = "undetermined (flat maps)"
+    else:
+        # a flat map of the randomized model has no rank order to correlate: such images are
+        # left out (and counted) rather than scored as "uncorrelated", which would favour passing
+        both = ~_flat_each(random_maps)
+        entry["sanity_flat_random"] = int((~both).sum())
+        rho = Q.spearman(maps[both], random_maps[both])
+        entry["sanity_spearman"] = Q.mean_ci(rho)
+        entry["sanity_ssim"] = Q.mean_ci(Q.ssim(maps[both], random_maps[both]))
+        entry["sanity"] = "fails" if float(np.mean(rho)) >= SANITY_THRESHOLD else "passes"
+
+
+def _randomized_maps(runner, layer, settings: dict, seed: int, data: _Images, methods: list[str],
+                     batch_size: int) -> dict:
+    """The methods' maps of the same images for the same classes (the trained model's targets, as
+    Adebayo et al. compare them) from a model with fresh random weights."""
+    model = runner.model
+    random_model = _fresh_model(settings, seed, runner.device) if settings.get("arch") else None
+    if random_model is None:
+        random_model = Q.randomized_copy(model, seed=seed)
+    random_layer = dict(random_model.named_modules())[_layer_name(model, layer)]
+    if not methods:
+        return {}
+    return explain_cell(model=random_model, target_layer=random_layer, images=data.images, methods=methods,
+                        targets=data.targets, batch_size=batch_size, progress=False)["maps"]
+
+
 def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, settings: dict, n_images: int,
                 steps: int, keep: float, road_percentiles: list[int], seed: int = 0,
                 test_crops: np.ndarray | None = None, test_labels: np.ndarray | None = None,
@@ -43,37 +124,22 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
     t0 = time.perf_counter()
     model = runner.model
     n = min(n_images, len(cell["image_ids"]))
-    crops = cell["crops"][:n]
-    images = runner.inputs(torch.from_numpy(crops))
-    targets = torch.as_tensor(cell["targets"][:n]).long()
+    data = _Images(runner, cell, boxes, n)
 
     @torch.no_grad()
     def predict(x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(model(x).float(), 1)
 
-    h, w = crops.shape[1:3]
-    masks = np.stack([Q.box_mask(b, h, w) if b is not None else np.zeros((h, w), bool) for b in boxes[:n]])
-    has_box = np.array([b is not None for b in boxes[:n]])
-    labels = np.asarray(cell["labels"][:n])
-    face = Q.ellipse_mask(h, w)
-
     methods = sorted(cell["maps"])
     # A flat map (e.g. a CAM from a 1 x 1 feature map) ranks no pixel above another: deleting
     # "its" most salient pixels would only delete in raster order. It is reported, not scored.
     flat = {m: _flat(cell["maps"][m][:n]) for m in methods}
-    scored = [m for m in methods if not flat[m]]
-    random_model = _fresh_model(settings, seed, runner.device) if settings.get("arch") else None
-    if random_model is None:
-        random_model = Q.randomized_copy(model, seed=seed)
-    random_layer = dict(random_model.named_modules())[_layer_name(model, layer)]
-    # Adebayo et al. compare maps of the same image for the same class: the trained model's targets
-    random_maps = explain_cell(model=random_model, target_layer=random_layer, images=images, methods=scored,
-                               targets=targets, batch_size=batch_size, progress=False)["maps"] if scored else {}
-
+    random_maps = _randomized_maps(runner, layer, settings, seed, data, [m for m in methods if not flat[m]],
+                                   batch_size)
     # What does not depend on the map is predicted once for every method: the unperturbed images
     # and both ends of the deletion and insertion curves.
-    ends = {mode: Q.curve_ends(predict, images, targets, mode, batch_size) for mode in ("deletion", "insertion")}
-    base = ends["deletion"][0]
+    ends = {mode: Q.curve_ends(predict, data.images, data.targets, mode, batch_size)
+            for mode in ("deletion", "insertion")}
     out: dict = {}
     for m in methods:
         if flat[m]:
@@ -84,55 +150,14 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
         # Flat maps of single images (a CAM that a ReLU zeroed everywhere) are left out of this
         # method's scores, and counted: they would be scored by deleting pixels in raster order.
         ok = ~_flat_each(maps)
-        sel = torch.from_numpy(np.flatnonzero(ok))
-        maps, imgs, tgts = maps[ok], images[sel.to(images.device)], targets[sel]
-        m_box, m_masks, m_labels, m_base = has_box[ok], masks[ok], labels[ok], base[ok]
-        m_ends = {mode: tuple(a[ok] for a in pair) for mode, pair in ends.items()}
-        tmaps = torch.from_numpy(maps)
-        deletion = Q.perturbation_curve(predict, imgs, tmaps, tgts, steps, "deletion", batch_size,
-                                        m_ends["deletion"])
-        insertion = Q.perturbation_curve(predict, imgs, tmaps, tgts, steps, "insertion", batch_size,
-                                         m_ends["insertion"])
-        kept = Q.keep_top_confidence(predict, imgs, tmaps, tgts, keep)
-        entry = {
-            "deletion_auc": Q.mean_ci(Q.curve_auc(deletion)),
-            "insertion_auc": Q.mean_ci(Q.curve_auc(insertion)),
-            "deletion_curve": deletion.mean(axis=0).tolist(),
-            "insertion_curve": insertion.mean(axis=0).tolist(),
-            f"confidence_keep{round(100 * keep)}": Q.mean_ci(kept),
-            "confidence_drop": Q.mean_ci(np.clip(m_base - kept, 0, None) / np.maximum(m_base, 1e-6)),
-            "road": Q.mean_ci(Q.road_scores(predict, imgs, maps, tgts.tolist(), road_percentiles,
-                                               batch_size))
-            if road_percentiles else None,
-            "pointing_game": Q.mean_ci(Q.pointing_game(maps[m_box], m_masks[m_box])) if m_box.any() else None,
-            "energy_in_box": Q.mean_ci(Q.energy_inside(maps[m_box], m_masks[m_box])) if m_box.any() else None,
-            "box_area_share": float(m_masks[m_box].mean()) if m_box.any() else None,
-            "face_share_real": Q.mean_ci(Q.energy_inside(maps[m_labels == 0],
-                                                         np.broadcast_to(face, maps[m_labels == 0].shape)))
-            if (m_labels == 0).any() else None,
-            "face_share_fake": Q.mean_ci(Q.energy_inside(maps[m_labels == 1],
-                                                         np.broadcast_to(face, maps[m_labels == 1].shape)))
-            if (m_labels == 1).any() else None,
-        }
+        entry = _faithfulness_and_localization(predict, data, maps, ok, ends, steps=steps, keep=keep,
+                                               road_percentiles=road_percentiles, batch_size=batch_size)
         entry["flat_maps"] = False
         entry["flat_images"] = int((~ok).sum())
-        rm = random_maps[m].astype(np.float32)[ok] if m in random_maps else None
-        if rm is None:
-            entry["sanity"] = "undetermined (no maps from the randomized model)"
-        elif _flat(rm):
-            entry["sanity"] = "undetermined (flat maps)"
-        else:
-            # a flat map of the randomized model has no rank order to correlate: such images are
-            # left out (and counted) rather than scored as "uncorrelated", which would favour passing
-            both = ~_flat_each(rm)
-            entry["sanity_flat_random"] = int((~both).sum())
-            rho = Q.spearman(maps[both], rm[both])
-            entry["sanity_spearman"] = Q.mean_ci(rho)
-            entry["sanity_ssim"] = Q.mean_ci(Q.ssim(maps[both], rm[both]))
-            entry["sanity"] = "fails" if float(np.mean(rho)) >= SANITY_THRESHOLD else "passes"
+        _sanity(entry, maps[ok], random_maps[m].astype(np.float32)[ok] if m in random_maps else None)
         out[m] = entry
 
-    result = {"n_images": int(n), "n_with_box": int(has_box.sum()), "steps": steps, "keep": keep,
+    result = {"n_images": int(n), "n_with_box": int(data.has_box.sum()), "steps": steps, "keep": keep,
               "road_percentiles": list(road_percentiles), "sanity_threshold": SANITY_THRESHOLD,
               "methods": out, "not_applicable": cell["info"].get("not_applicable", {})}
     if test_crops is not None:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-METHODS: dict[str, "Method"] = {}
+METHODS: dict[str, Method] = {}
 
 
 class NotApplicable(Exception):
@@ -17,12 +17,19 @@ class NotApplicable(Exception):
 
 
 def register(cls):
-    """Class decorator: add one instance of a method to the registry under ``cls.name``."""
+    """Class decorator: add one instance of a method to the registry under ``cls.name``, which the
+    catalog must list (its opt-in flag, sanity expectation and display order are there)."""
+    from .catalog import BY_NAME
+
+    if cls.name not in BY_NAME:
+        raise ValueError(f"explanation method {cls.name!r} ({cls.__name__}) is not in explain/catalog.py: "
+                         "add it there (its title, whether it is opt-in)")
+    cls.info = BY_NAME[cls.name]
     METHODS[cls.name] = cls()
     return cls
 
 
-def get_method(name: str) -> "Method":
+def get_method(name: str) -> Method:
     if name not in METHODS:
         raise KeyError(f"unknown explanation method {name!r}; known: {', '.join(sorted(METHODS))}")
     return METHODS[name]
@@ -84,7 +91,7 @@ class Context:
     @classmethod
     def capture(cls, model: nn.Module, images: torch.Tensor, targets, target_layer: nn.Module,
                 need_gradients: bool = True, need_input_grad: bool | None = None,
-                amp: bool = False) -> "Context":
+                amp: bool = False) -> Context:
         """Run the batch once, keeping the target layer's activations and (optionally) the gradients
         of each image's target logit with respect to them and to the input.
 
@@ -138,6 +145,12 @@ class Method:
     needs_gradients = True  # dS/dA at the target layer
     needs_input_grad = False  # dS/dI (a backward pass through the whole network)
     cam_family = False  # a map at the target layer's resolution (else at the input's)
+    info = None  # its catalog entry (set by register)
+
+    @property
+    def opt_in(self) -> bool:
+        """Run only when the config names it (explain/catalog.py says which)."""
+        return self.info.opt_in
 
     def raw(self, ctx: Context) -> torch.Tensor:
         """The unnormalized map, (B, h, w)."""

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .base import METHODS, Context, NotApplicable, get_method
+from .base import Context, NotApplicable
+from .registry import get_method
 
 
 def select_sample(preds, n_images: int, n_shared: int, seed: int, threshold: float = 0.5) -> list[str]:
@@ -127,6 +128,3 @@ def read_maps(path: str | Path) -> dict:
     out["maps"] = {k[4:]: out.pop(k) for k in list(out) if k.startswith("map_")}
     return out
 
-
-def methods_available() -> list[str]:
-    return sorted(METHODS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Context, Method, NotApplicable, register
+from .base import Context, Method, NotApplicable, normalize, register, upsample
 
 
 @register
@@ -82,8 +82,6 @@ class CAM(Method):
 
     def from_context(self, ctx: Context) -> torch.Tensor:
         # CAM shows the signed evidence for the class: normalized without the ReLU of Grad-CAM.
-        from .base import normalize, upsample
-
         return normalize(upsample(normalize(self.raw(ctx)), ctx.size))
 
 

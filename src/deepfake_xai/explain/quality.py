@@ -16,7 +16,7 @@ Every function takes arrays/tensors and returns numbers; nothing here reads file
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -184,8 +184,7 @@ def road_scores(predict: Predict, images: torch.Tensor, maps: np.ndarray, target
     difference, is not computed four times per percentile, and all perturbed images of a method go
     through the model in batches.
     """
-    from pytorch_grad_cam.metrics.road import (NoisyLinearImputer, RemoveLeastRelevantFirst,
-                                               RemoveMostRelevantFirst)
+    from pytorch_grad_cam.metrics.road import NoisyLinearImputer, RemoveLeastRelevantFirst, RemoveMostRelevantFirst
 
     maps = maps.astype(np.float32)
     cpu = images.detach().cpu()
@@ -256,16 +255,11 @@ def mean_log_spectrum(images: np.ndarray) -> np.ndarray:
 
 def jpeg(images: np.ndarray, quality: int) -> np.ndarray:
     """uint8 RGB images re-encoded as JPEG at ``quality`` and decoded again (PIL)."""
-    import io
-
-    from PIL import Image
+    from ..data.images import jpeg_roundtrip
 
     out = np.empty_like(images)
     for i, img in enumerate(images):
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG", quality=int(quality))
-        buf.seek(0)
-        out[i] = np.asarray(Image.open(buf).convert("RGB"))
+        out[i] = jpeg_roundtrip(img, quality)
     return out
 
 

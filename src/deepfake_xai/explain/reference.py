@@ -1,6 +1,6 @@
-"""Methods taken from pytorch-grad-cam as they are: EigenCAM and ScoreCAM (opt-in: ScoreCAM runs
-one forward pass per channel of the target layer), plus pytorch-grad-cam's own Grad-CAM, the
-reference the bulk path is tested and benchmarked against."""
+"""Methods taken from pytorch-grad-cam as they are: EigenCAM and ScoreCAM (opt-in: one forward pass
+per channel of the target layer), plus pytorch-grad-cam's own Grad-CAM, the reference the bulk path
+is tested and benchmarked against (opt-in too; explain/catalog.py says which are)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ class PytorchGradCAMMethod(Method):
     """Runs a pytorch-grad-cam class on the batch (its own forward/backward passes)."""
 
     cam_class = ""
-    opt_in = False
 
     def reference(self, model, images, targets, target_layer):
         import pytorch_grad_cam as pgc
@@ -41,11 +40,9 @@ class ScoreCAM(PytorchGradCAMMethod):
     name = "scorecam"
     cam_class = "ScoreCAM"
     needs_gradients = False
-    opt_in = True
 
 
 @register
 class ReferenceGradCAM(PytorchGradCAMMethod):
     name = "gradcam_reference"
     cam_class = "GradCAM"
-    opt_in = True

@@ -6,8 +6,8 @@ import datetime as _dt
 import hashlib
 import os
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ..io import write_text
 from . import figures

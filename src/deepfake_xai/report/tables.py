@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from ..io import write_text
+from ..sets import COMBINED
 
 PAPER_CSV = "paper_tables.csv"
 
@@ -43,7 +44,7 @@ SET_NAMES = {
 METRIC_NAMES = {"params_millions": "Params (M)", "accuracy": "Accuracy", "f1": "F1"}
 # The paper's "overall" column is this run's pooled "combined" test set; the paper does not say how
 # it pooled (see data/README.md), so its numbers may differ by construction.
-TEST_SET_ALIASES = {"overall": "combined"}
+TEST_SET_ALIASES = {"overall": COMBINED}
 NOTES = {
     1: "Paper parameter counts are for 1000-class ImageNet heads; this run's models have a 2-class head.",
     3: "The paper's 'overall' is compared with this run's pooled combined test set; the paper does not "

@@ -8,17 +8,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from ..explain import quality as Q
+from ..explain.catalog import CATALOG, PRIOR_METHOD
 from ..io import write_text
+from ..sets import PARTS
 from .figures import pyplot, save_figure
 from .tables import display
 
-PLATFORMS = ["presocial", "facebook", "telegram", "twitter"]
+PLATFORMS = list(PARTS)
 # Which direction is better for each score, and how it is shown.
 SCORES = [
     ("energy_in_box", "energy in evidence box", +1),
@@ -28,7 +30,7 @@ SCORES = [
     ("road", "ROAD (LeRF-MoRF)/2", +1),
     ("confidence_drop", "confidence drop, top {keep} kept", -1),
 ]
-EXPECTED_SANITY = {"saliency": "passes", "gradcam": "passes", "guided_backprop": "fails"}  # Adebayo et al. 2018
+EXPECTED_SANITY = {m.name: m.expected_sanity for m in CATALOG if m.expected_sanity}  # Adebayo et al. 2018
 
 
 def _label(key: str, label: str, cells: list[dict]) -> str:
@@ -81,7 +83,7 @@ def ranking(cells: list[dict]) -> list[dict]:
         row["faithfulness"] = None if not ins or not dele else ins["mean"] - dele["mean"]
         rows.append(row)
     for key, rank_key in (("energy_in_box", "localization_rank"), ("faithfulness", "faithfulness_rank")):
-        def value(r):
+        def value(r, key=key):
             v = r[key]
             return v["mean"] if isinstance(v, dict) else v
         ordered = sorted([r for r in rows if value(r) is not None], key=lambda r: -value(r))
@@ -194,7 +196,7 @@ def _resized(m: np.ndarray, size: int) -> np.ndarray:
 
 
 def priors_figure(maps_files: list[str | Path], platform_of: dict[str, str], path: str | Path,
-                  method: str = "gradcam") -> Path:
+                  method: str = PRIOR_METHOD) -> Path:
     """Mean heatmap of one method over real and over fake images, per platform (all explained
     cells pooled), with the share of attention inside the central face ellipse."""
     from ..explain.bulk import read_maps
@@ -289,7 +291,7 @@ def xai_outputs(out_dir: str | Path) -> list[str]:
 
 
 def build_xai_report(*, xai_paths: list, maps_paths: list, manifest, cache, out_dir: str | Path,
-                     method: str = "gradcam") -> list[Path]:
+                     method: str = PRIOR_METHOD) -> list[Path]:
     cells = xai_files(xai_paths)
     out = Path(out_dir)
     rows = ranking(cells)

@@ -1,0 +1,55 @@
+"""Stage report: the paper's Tables 1-4 beside this run's numbers, figures beyond the paper, and a
+README saying what ran (config files and their hashes, missing cells)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .spec import Option
+
+
+def _grid_models(config: dict) -> list[str]:
+    from ..config import grid_axes
+
+    return grid_axes(config)[0]
+
+
+def _grid_train_sets(config: dict) -> list[str]:
+    from ..config import grid_axes
+
+    return grid_axes(config)[1]
+
+
+HELP = "the paper's tables beside this run's, figures and a README"
+EXAMPLE = ("deepfake-xai report --metrics results/synthetic/metrics/*/*/*.json --train "
+           "results/synthetic/models/*/*/train.json --out-dir reports/synthetic --dataset synthetic "
+           "--models mnasnet_100 --train-sets presocial --test-sets presocial twitter")
+OPTIONS = (
+    Option("--metrics", "metrics JSON files (the cells to report)", nargs="*", default=[]),
+    Option("--train", "train.json files (log.csv beside each)", nargs="*", default=[]),
+    Option("--out-dir", "e.g. reports/synthetic", required=True),
+    Option("--dataset", "the dataset's name", required=True, config="dataset"),
+    Option("--models", "models with a matrix/confusion figure", nargs="+", required=True, config=_grid_models),
+    Option("--train-sets", "the grid's train sets", nargs="+", required=True, config=_grid_train_sets),
+    Option("--test-sets", "the configured test sets", nargs="+", required=True, config="test_sets"),
+    Option("--config", "the config files the run merged, in order, recorded with their hashes in the README",
+           nargs="*", default=[]),
+    Option("--results", "results folder named for missing cells (default results/DATASET)"),
+    Option("--explain", "heatmap outputs to link from the README", nargs="*", default=[]),
+    Option("--paper", "the paper's tables CSV (default: the copy shipped in the package)"),
+)
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..report.build import build_report
+    from ..report.tables import ReportInputError
+
+    try:
+        written = build_report(metrics_files=args.metrics, train_files=args.train, out_dir=args.out_dir,
+                               dataset=args.dataset, models=args.models, train_sets=args.train_sets,
+                               test_sets=args.test_sets, config_files=args.config, results_dir=args.results,
+                               explain_files=args.explain, paper_csv=args.paper)
+    except ReportInputError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"{len(written)} report files -> {args.out_dir} (start at {Path(args.out_dir) / 'README.md'})")

@@ -1,0 +1,104 @@
+"""Stage xai-cell: how faithful each method's maps of one explained cell are (deletion/insertion AUC,
+ROAD, confidence with the top pixels kept), how well they localize the recorded evidence of fakes
+(pointing game, energy in the region), whether they pass the sanity check (randomized weights), and
+how robust the model is to re-compression and rescaling."""
+
+from __future__ import annotations
+
+import argparse
+
+from .spec import Option, model_inputs
+
+HELP = "faithfulness, localization, sanity and robustness of one explained cell"
+EXAMPLE = ("deepfake-xai xai-cell --weights model.safetensors --settings-json '{...}' --cache c.npy "
+           "--cache-index c.parquet --manifest manifest.parquet --dataset synthetic --maps maps.npz "
+           "--predictions twitter.parquet --model m --train-set presocial --test-set twitter --out xai.json")
+GPU_OPTION = "device"
+OPTIONS = (
+    *model_inputs("compute.predict_threads"),
+    Option("--weights", "the trained model (model.safetensors)", required=True),
+    Option("--maps", "the explain stage's maps file of the cell", required=True),
+    Option("--predictions", "the cell's predictions (its test images)", required=True),
+    Option("--model", "the config's model name (recorded)", required=True),
+    Option("--train-set", "recorded", required=True),
+    Option("--test-set", "recorded", required=True),
+    Option("--n-images", "explained images scored (the first n)", type=int, default=16, config="xai.n_images"),
+    Option("--threshold", "P(fake) at or above which an image is predicted fake (robustness accuracy)",
+           type=float, default=0.5, config="evaluate.threshold"),
+    Option("--steps", "deletion/insertion steps", type=int, default=8, config="xai.steps"),
+    Option("--keep", "fraction of pixels kept for the confidence score", type=float, default=0.2, config="xai.keep"),
+    Option("--road-percentiles", "ROAD's removed percentiles", type=int, nargs="*", default=[20, 50, 80],
+           config="xai.road_percentiles"),
+    Option("--jpeg", "JPEG qualities (robustness)", type=int, nargs="*", default=[90, 70, 50, 30],
+           config="xai.jpeg_qualities"),
+    Option("--scales", "rescale factors (robustness)", type=float, nargs="*", default=[0.5, 0.75, 1.5],
+           config="xai.scales"),
+    Option("--robustness-images", "test images for robustness (0: all)", type=int, default=0,
+           config="xai.robustness_images"),
+    Option("--batch-size", "images per batch", type=int, default=64, config="xai.batch_size"),
+    Option("--seed", "seed of the random parts (robustness subset, randomized weights)", type=int, default=0,
+           config="xai.seed"),
+    Option("--out", "JSON file", required=True),
+)
+
+
+def _boxes(cell: dict, manifest, settings: dict, size: int) -> list:
+    """Each explained image's evidence box in the model's input (None for a real image)."""
+    from ..explain.quality import box_in_crop
+
+    boxes = []
+    for image_id in cell["image_ids"]:
+        row = manifest.loc[str(image_id)]
+        box = [row["evidence_x0"], row["evidence_y0"], row["evidence_x1"], row["evidence_y1"]]
+        boxes.append(box_in_crop(box, int(row["width"]), int(row["height"]), settings.get("resize"),
+                                 int(settings["center_crop"]), size) if row["label"] == 1 else None)
+    return boxes
+
+
+def run(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from ..data.cache import ImageCache
+    from ..data.manifest import read_manifest
+    from ..evaluate import read_prediction_arrays
+    from ..explain.assess import assess_cell, nan_to_none, robustness_subset
+    from ..explain.bulk import read_maps
+    from ..io import write_json
+    from ..runtime import crop_batch, explained_model
+
+    settings = args.settings_json
+    runner, layer = explained_model(args.weights, settings, args.device, args.threads)
+    cell = read_maps(args.maps)
+    manifest = read_manifest(args.manifest, args.dataset).set_index("image_id")
+    size = runner.image_size
+    boxes = _boxes(cell, manifest, settings, size)
+    preds = read_prediction_arrays(args.predictions)
+    cache = ImageCache(args.cache, args.cache_index)
+    # only the test images the robustness curves use are read: xai.robustness_images of them, or all
+    # (robustness_images: 0, 8 GB of crops for TrueFace's combined test set)
+    pick = robustness_subset(len(preds["image_id"]), args.robustness_images, args.seed)
+    ids = [str(preds["image_id"][i]) for i in pick]
+    test_crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(ids))), size).numpy()
+    result = assess_cell(runner=runner, layer=layer, cell=cell, boxes=boxes, settings=settings,
+                         n_images=args.n_images, steps=args.steps, keep=args.keep,
+                         road_percentiles=args.road_percentiles, seed=args.seed, test_crops=test_crops,
+                         test_labels=np.asarray(preds["label"])[pick], jpeg_qualities=args.jpeg, scales=args.scales,
+                         batch_size=args.batch_size, robustness_images=args.robustness_images,
+                         threshold=args.threshold)
+    result.update({"model": args.model, "train_set": args.train_set, "test_set": args.test_set})
+    write_json(args.out, nan_to_none(result))
+    print(_summary(result, args.out))
+
+
+def _summary(result: dict, out: str) -> str:
+    scored = {m: e for m, e in result["methods"].items() if not e["flat_maps"]}
+    best = max(scored, key=lambda m: scored[m]["insertion_auc"]["mean"] - scored[m]["deletion_auc"]["mean"],
+               default="none")
+    fails = [m for m, e in result["methods"].items() if e["sanity"] == "fails"]
+    flat = sorted(set(result["methods"]) - set(scored))
+    some_flat = ", ".join(f"{m} {e['flat_images']}" for m, e in sorted(scored.items()) if e.get("flat_images"))
+    return (f"{len(result['methods'])} methods on {result['n_images']} images ({result['n_with_box']} with an "
+            f"evidence box): most faithful by insertion - deletion: {best}; failing the sanity check: "
+            f"{', '.join(fails) or 'none'}; flat maps, not scored: {', '.join(flat) or 'none'}; images left out "
+            f"as flat: {some_flat or 'none'} -> {out} ({result['seconds']:.1f} s)")
