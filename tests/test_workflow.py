@@ -236,7 +236,7 @@ def test_a_platform_left_out_of_the_test_sets_is_never_predicted(synth_copy, tmp
     ('train={"lr": "fast"}', "train.lr: 'fast' is not of type 'number'"),
     ('models={"resnet5": {}}', "timm has no model named 'resnet5'"),
     ('grid=[{"models": ["vgg16"], "train_sets": ["presocial"]}]', "grid: model 'vgg16' is not defined"),
-    ('test_sets=["instagram"]', "test_sets.0: 'instagram' is not one of"),
+    ('test_sets=["instagram"]', "test_sets: unknown test set 'instagram'; expected one of presocial"),
     # two mirrors' archives with one file name would download into one file, the second replacing the first
     ('data={"source": "trueface", "download": [{"url": "https://m/pre/part1.zip", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}, '
      '{"url": "https://m/post/part1.zip", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}]}',

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .scores import balanced_accuracy
+
 
 def confusion(labels: np.ndarray, pred: np.ndarray) -> tuple[int, int, int, int]:
     """(tn, fp, fn, tp) with 1 = fake as the positive class."""
@@ -18,12 +20,6 @@ def confusion(labels: np.ndarray, pred: np.ndarray) -> tuple[int, int, int, int]
     fp = int(np.sum((pred == 1) & (labels == 0)))
     fn = int(np.sum((pred == 0) & (labels == 1)))
     return tn, fp, fn, tp
-
-
-def balanced_accuracy(labels: np.ndarray, pred: np.ndarray) -> float:
-    """Mean recall over the classes present: the selection score of training and a column of every cell."""
-    recalls = [np.mean(pred[labels == c] == c) for c in (0, 1) if np.any(labels == c)]
-    return float(np.mean(recalls))
 
 
 def _div(a: float, b: float) -> float:

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from . import models as dxmodels
 from .data.cache import ImageCache
 from .io import atomic_path, write_csv, write_json
-from .metrics import balanced_accuracy
 from .runtime import Batches, Runner, inference_batch_size, pick_device
+from .scores import balanced_accuracy
 from .sets import select
 from .settings import without_speed_keys
 
