@@ -194,8 +194,12 @@ def test_corrupt_files_are_listed_not_fatal(synth_copy, tmp_path):
 
 
 def test_layout_errors_name_the_path():
-    with pytest.raises(LayoutError, match="unknown platform folder 'WhatsApp'"):
-        parse_path("TrueFace_PostSocial/WhatsApp/Real/FFHQ/00001_WA.jpg")
+    assert parse_path("TrueFace_PostSocial/WhatsApp/Real/FFHQ/00001_WA.jpg").platform == "whatsapp"
+    assert parse_path("TrueFace_PostSocial/X/Real/FFHQ/00001_TW.jpg").platform == "twitter"
+    with pytest.raises(LayoutError, match="unknown platform folder 'Instagram'.*data.platforms"):
+        parse_path("TrueFace_PostSocial/Instagram/Real/FFHQ/00001_IG.jpg")
+    with pytest.raises(LayoutError, match="unknown generator folder 'Midjourney'.*data.generators"):
+        parse_path("TrueFace_PreSocial/Fake/Midjourney/v6/0001.png")
     with pytest.raises(LayoutError, match="not below a TrueFace_PreSocial"):
         parse_path("images/00001.png")
     with pytest.raises(LayoutError, match="Real or Fake"):

@@ -102,9 +102,14 @@ def test_no_function_longer_than_80_lines():
 
 def test_method_and_set_names_have_one_definition():
     """The registry registers exactly the catalog's methods; no method name or set name is spelled out
-    as a string in the code outside explain/ (methods) or sets.py (sets), nor in the rules or the schema."""
+    as a string in the code outside explain/ (methods) or sets.py (sets; the platforms' names are data in
+    names/data/known.yaml), nor in the rules or the schema."""
     from deepfake_xai.explain import METHODS, catalog
-    from deepfake_xai.sets import TRAIN_SETS
+    from deepfake_xai.names import platforms
+    from deepfake_xai.sets import COMBINED, PRESOCIAL
+
+    TRAIN_SETS = [PRESOCIAL, *platforms(), COMBINED]
+    assert len(TRAIN_SETS) >= 6  # presocial, combined and at least TrueFace's four platforms
 
     assert set(METHODS) == set(catalog.names())
     assert [m for m in catalog.default_methods()] == [n for n in catalog.names() if not METHODS[n].opt_in]

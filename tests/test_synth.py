@@ -10,8 +10,11 @@ from conftest import SMALL_SYNTH
 from PIL import Image
 
 from deepfake_xai.data import layout
-from deepfake_xai.data.social import DEFAULT_PROFILES, profile_from_config, share, share_folder
+from deepfake_xai.data.social import profile_from_config, share, share_folder
 from deepfake_xai.data.synth import SynthConfig, generate, make_image
+from deepfake_xai.names import platforms
+
+DEFAULT_PROFILES = platforms()
 
 
 def _digest(root: Path) -> dict[str, str]:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .sets import SHARED_PLATFORMS
+from .names import platforms
 from .stages import plumbing
 from .stages.spec import Option, build, model_inputs, weights_inputs
 from .stages.wiring import DAG_STAGES, module_name
@@ -34,7 +34,7 @@ USER_COMMANDS = {
     "share": ("apply a social platform's re-encoding to a folder of images",
               "deepfake-xai share photos/ shared/ --platform telegram",
               (Option("src", "folder of images"), Option("dst", "folder for the shared copies"),
-               Option("--platform", "the platform", required=True, choices=SHARED_PLATFORMS),
+               Option("--platform", "the platform", required=True, choices=list(platforms())),
                Option("--scale", "override the platform's resize factor", type=float),
                Option("--quality", "override the platform's JPEG quality", type=int))),
     "predict": ("predictions of a trained model on test parts",
@@ -91,18 +91,20 @@ def cmd_share(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in (("scale", args.scale), ("jpeg_quality", args.quality)) if v is not None}
     profile = profile_from_config(args.platform, overrides)
     written = share_folder(args.src, args.dst, profile, progress=not args.quiet)
-    print(f"{len(written)} images shared on {profile.name} ({profile.as_dict()}) into {args.dst}")
+    print(f"{len(written)} images shared on {profile.name} ({profile.profile()}) into {args.dst}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
     from .data.cache import ImageCache
     from .data.manifest import read_manifest
     from .evaluate import check_prediction_outputs, predict_parts, write_predictions
+    from .names import part_order
 
     check_prediction_outputs(args.parts, args.out, args.combined, "--out")
+    manifest = read_manifest(args.manifest, args.dataset)
+    check_prediction_outputs(args.parts, args.out, args.combined, "--out", part_order(manifest["platform"].unique()))
     preds = predict_parts(weights=args.weights, settings=args.settings_json,
-                          cache=ImageCache(args.cache, args.cache_index),
-                          manifest=read_manifest(args.manifest, args.dataset), parts=args.parts,
+                          cache=ImageCache(args.cache, args.cache_index), manifest=manifest, parts=args.parts,
                           batch_size=args.batch_size, threads=args.threads, device=args.device)
     write_predictions(preds, args.parts, args.out, args.combined)
 

@@ -10,21 +10,102 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from fnmatch import fnmatch
 from itertools import product
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from . import names as known_names
 from . import sets
 from .explain import catalog
 from .registry import REGISTRY, info
 from .settings import SPEED_KEYS, without_speed_keys  # noqa: F401  (the workflow reads them here)
 
 
+def dataset_parts(data: dict) -> list[str]:
+    """The parts of a dataset: ``data.parts`` if given; else presocial and the platforms the synthetic
+    set shares on, the platform folders found below a TrueFace/TrueFake root, or (no root yet, a
+    download) the source's published platforms. ``folders`` and ``csv`` datasets hold originals only
+    (unless the table's platform column names others)."""
+    if data.get("parts"):
+        return list(data["parts"])
+    source = data["source"]
+    if source == "synthetic":
+        return [sets.PRESOCIAL, *data["synthetic"]["platforms"]]
+    root = Path(data["root"]) if data.get("root") else None
+    if source == "folders":
+        return [sets.PRESOCIAL]
+    if source == "csv":
+        return _table_parts(root, data)
+    if root is not None and root.is_dir():
+        return [sets.PRESOCIAL, *_platforms_below(root, data)]
+    return [sets.PRESOCIAL, *known_names.source_platforms(source)]
+
+
+def _platforms_below(root: Path, data: dict) -> list[str]:
+    """The known platforms whose folders lie below a TrueFace_PostSocial folder of ``root`` (within
+    three levels, through Train/Test folders), in the platform table's order; ignored folders left out."""
+    from .data.layout import POST_DIR as post_dir
+
+    folders = known_names.by_folder(known_names.platforms(data.get("platforms")))
+    found, frontier = set(), [root]
+    for _ in range(4):
+        below = []
+        for folder in frontier:
+            for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+                if post_dir.match(sub.name):
+                    for plat in sub.iterdir():
+                        rel = plat.relative_to(root).as_posix()
+                        ignored = any(fnmatch(f"{rel}/x.jpg", pat) for pat in data.get("ignore") or [])
+                        if plat.is_dir() and plat.name.lower() in folders and not ignored:
+                            found.add(folders[plat.name.lower()])
+                else:
+                    below.append(sub)
+        frontier = below
+    return known_names.part_order(found)
+
+
+def _table_parts(root: Path | None, data: dict) -> list[str]:
+    """The parts a csv source's table names in its platform column (presocial when none)."""
+    import csv
+
+    table = Path(data["table"]) if data.get("table") else (root / "labels.csv" if root else None)
+    names = {sets.PRESOCIAL}
+    if table is not None and table.is_file():
+        with open(table, newline="") as fh:
+            names |= {(row.get("platform") or "").strip() or sets.PRESOCIAL for row in csv.DictReader(fh)}
+    return known_names.part_order(names)
+
+
+def train_sets_of(config: dict) -> list[str]:
+    """Every train set the config's dataset can have: its parts, combined, the protocols."""
+    return sets.train_set_names(config["data"]["parts"], config.get("protocols") or {})
+
+
+def test_sets_of(config: dict) -> list[str]:
+    return sets.test_set_names(config["data"]["parts"])
+
+
+def protocol_rows(config: dict, train_set: str) -> dict | None:
+    """What a protocol train set keeps (``{"part", "generators"}``), None for a plain part or combined."""
+    spec = (config.get("protocols") or {}).get(train_set)
+    if spec is None:
+        return None
+    gens = spec.get("generators")
+    if gens is None:
+        table = known_names.generators(config["data"].get("generators"))
+        gens = sorted(n for n, g in table.items() if g.family in spec["families"])
+    return {"part": spec.get("part", sets.PRESOCIAL), "generators": list(gens)}
+
+
 def fill_defaults(config: dict) -> dict:
-    """The defaults that come from the code's own lists, not from the schema: every train and test
-    set (sets.py), every method that is not opt-in and the spatial-prior method (explain/catalog.py)."""
-    config.setdefault("train_sets", list(sets.TRAIN_SETS))
-    config.setdefault("test_sets", list(sets.TEST_SETS))
+    """The defaults that come from the code's own lists, not from the schema: the dataset's parts and
+    with them every train and test set (sets.py), every method that is not opt-in and the
+    spatial-prior method (explain/catalog.py)."""
+    config["data"]["synthetic"].setdefault("platforms", known_names.source_platforms("synthetic"))
+    config["data"]["parts"] = dataset_parts(config["data"])
+    config.setdefault("train_sets", [s for s in train_sets_of(config) if s not in (config.get("protocols") or {})])
+    config.setdefault("test_sets", test_sets_of(config))
     explain = config.setdefault("explain", {})
     explain.setdefault("methods", catalog.default_methods())
     explain.setdefault("cells", [{"models": None, "train_sets": [sets.PRESOCIAL], "test_sets": [sets.PRESOCIAL]}])
@@ -34,19 +115,33 @@ def fill_defaults(config: dict) -> dict:
 
 def _check_names(config: dict) -> None:
     """Set and method names, checked against their one definition (sets.py, explain/catalog.py)."""
-    def known(values, allowed, key, what):
+    def require(values, allowed, key, what):
         bad = [v for v in values if v not in allowed]
         if bad:
             raise ValueError(f"{key}: unknown {what} {', '.join(map(repr, bad))}; expected one of {', '.join(allowed)}")
 
-    known(config["train_sets"], sets.TRAIN_SETS, "train_sets", "train set")
-    known(config["test_sets"], sets.TEST_SETS, "test_sets", "test set")
+    data = config["data"]
+    table = known_names.platforms(data.get("platforms"))  # checks the entries' names and keys
+    known_names.by_folder(table)
+    known_names.by_folder(known_names.generators(data.get("generators")))
+    require(data["parts"], [sets.PRESOCIAL, *table], "data.parts", "part")
+    if data["source"] == "synthetic":
+        require(data["synthetic"]["platforms"], list(table), "data.synthetic.platforms", "platform")
+    for name, spec in (config.get("protocols") or {}).items():
+        if not known_names.NAME.match(name) or name in (*data["parts"], sets.COMBINED):
+            raise ValueError(f"protocols.{name}: a protocol's name must be a new lower-case word (not a part or "
+                             f"{sets.COMBINED}): it names a train set and a folder")
+        if ("generators" in spec) == ("families" in spec):
+            raise ValueError(f"protocols.{name}: give either generators: or families: (the fakes it trains on)")
+        require([spec.get("part", sets.PRESOCIAL)], sets.test_set_names(data["parts"]), f"protocols.{name}.part", "part")
+    train_sets, test_sets = train_sets_of(config), test_sets_of(config)
+    require(config["train_sets"], train_sets, "train_sets", "train set")
+    require(config["test_sets"], test_sets, "test_sets", "test set")
     for i, block in enumerate(config.get("grid") or []):
-        known(block["train_sets"], sets.TRAIN_SETS, f"grid[{i}].train_sets", "train set")
+        require(block["train_sets"], train_sets, f"grid[{i}].train_sets", "train set")
     for i, block in enumerate(config["explain"]["cells"]):
-        known(block["train_sets"], sets.TRAIN_SETS, f"explain.cells[{i}].train_sets", "train set")
-        known(block["test_sets"], sets.TEST_SETS, f"explain.cells[{i}].test_sets", "test set")
-    known(config["data"].get("platforms") or {}, sets.SHARED_PLATFORMS, "data.platforms", "platform")
+        require(block["train_sets"], train_sets, f"explain.cells[{i}].train_sets", "train set")
+        require(block["test_sets"], test_sets, f"explain.cells[{i}].test_sets", "test set")
     catalog.check_names(config["explain"]["methods"], "explain.methods")
     catalog.check_names([config["xai"]["prior_method"]], "xai.prior_method")
 
@@ -85,14 +180,14 @@ def training_pairs(config: dict) -> list[tuple[str, str]]:
 
 
 def required_test_parts(config: dict) -> list[str]:
-    """Platform parts whose test images the configured test sets use ("combined" uses all four)."""
-    return sets.parts_of(config["test_sets"])
+    """Platform parts whose test images the configured test sets use ("combined" uses all)."""
+    return sets.parts_of(config["test_sets"], config["data"]["parts"])
 
 
 def predicted_sets(config: dict) -> list[str]:
     """What each training job predicts: the platform parts the configured test sets use, and
-    "combined" (pooled from all four) when it is one of them."""
-    return sets.predicted_sets(config["test_sets"])
+    "combined" (pooled from every part) when it is one of them."""
+    return sets.predicted_sets(config["test_sets"], config["data"]["parts"])
 
 
 def grid_axes(config: dict) -> tuple[list[str], list[str]]:

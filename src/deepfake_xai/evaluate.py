@@ -59,15 +59,15 @@ def pool(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return out[PRED_COLUMNS + ([SOURCE_COLUMN] if all(SOURCE_COLUMN in p.columns for p in parts) else [])]
 
 
-def check_prediction_outputs(parts: list[str], outs: list[str], combined: str | None, outs_flag: str) -> None:
-    """Before any work: one output file per part, and ``combined`` only from every part."""
-    from .sets import PARTS
-
+def check_prediction_outputs(parts: list[str], outs: list[str], combined: str | None, outs_flag: str,
+                             manifest_parts: list[str] | None = None) -> None:
+    """Before any work: one output file per part, and ``combined`` only from every part of the dataset
+    (``manifest_parts``, once the manifest is read)."""
     if len(parts) != len(outs):
         raise SystemExit(f"error: give one {outs_flag} file per --parts entry ({len(parts)} parts, {len(outs)} files)")
-    if combined and sorted(parts) != sorted(PARTS):
-        raise SystemExit(f"error: --combined pools all four parts ({' '.join(PARTS)}), but --parts is "
-                         f"{' '.join(parts) or 'empty'}: add the missing parts or drop --combined")
+    if combined and manifest_parts is not None and sorted(parts) != sorted(manifest_parts):
+        raise SystemExit(f"error: --combined pools every part of the dataset ({' '.join(manifest_parts)}), but "
+                         f"--parts is {' '.join(parts) or 'empty'}: add the missing parts or drop --combined")
 
 
 def write_predictions(preds: dict, parts: list[str], outs: list[str], combined: str | None) -> None:

@@ -153,12 +153,13 @@ class Split:
         self.val_labels = val_rows["label"].to_numpy()
 
 
-def _split(cache: ImageCache, manifest: pd.DataFrame, train_set: str, settings: dict) -> Split:
-    """The train set's train and val images; a train split of one class is refused (and a val split of
-    one class warned about) before any model is built."""
+def _split(cache: ImageCache, manifest: pd.DataFrame, train_set: str, settings: dict,
+           rows: dict | None = None) -> Split:
+    """The train set's train and val images (``rows``: a protocol's part and generators); a train
+    split of one class is refused (and a val split of one class warned about) before any model is built."""
     seed = int(settings["seed"])
-    train_rows = select(manifest, train_set, "train")
-    val_rows = select(manifest, train_set, "val")
+    train_rows = select(manifest, train_set, "train", rows)
+    val_rows = select(manifest, train_set, "val", rows)
     if settings.get("max_train_images"):
         train_rows = train_rows.sample(n=min(len(train_rows), settings["max_train_images"]),
                                        random_state=seed).reset_index(drop=True)
@@ -340,9 +341,9 @@ def _epoch(job: Job, epoch: int, state: Progress, val_batches: Batches, seen_ids
 
 
 def _job(*, cache: ImageCache, manifest: pd.DataFrame, train_set: str, settings: dict, dev: torch.device,
-         dist: Distributed, progress: bool, name: str) -> Job:
+         dist: Distributed, progress: bool, name: str, rows: dict | None = None) -> Job:
     """The split, model, runner, optimizer and step counts of one training run (nothing trained yet)."""
-    split = _split(cache, manifest, train_set, settings)
+    split = _split(cache, manifest, train_set, settings, rows)
     cached_side = cache.array.shape[1]
     size = int(settings["image_size"])
     if size > cached_side:
@@ -395,6 +396,8 @@ def _write_outputs(job: Job, state: Progress, out_dir: Path, elapsed: float) -> 
         "parameters": n_params, "parameters_millions": round(n_params / 1e6, 2),
         "epochs": int(settings["epochs"]), "best_epoch": best["epoch"], "best_val_balanced_accuracy": best["score"],
         "n_train": int(len(job.split.train_cache_rows)), "n_val": int(len(job.split.val_cache_rows)),
+        # the fake generators seen in training: a test generator outside this list was held out
+        "trained_generators": sorted(set(job.split.train_rows.loc[job.split.train_rows["label"] == 1, "generator"])),
         "seconds": elapsed, "resumed_after_epoch": state.resumed_from,
         "images_per_s": float(np.mean([r["images_per_s"] for r in state.log])),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
@@ -431,11 +434,13 @@ def train(
     device: str | None = None,
     progress: bool = True,
     model_name: str | None = None,
+    train_rows: dict | None = None,
 ) -> dict:
     """Train one model on one train set; write ``model.safetensors``, ``log.csv``, ``train.json``.
 
     ``model_name``: the config's name for the model (default: its timm architecture); two config
-    models may share an architecture, so reports key training runs by this name."""
+    models may share an architecture, so reports key training runs by this name. ``train_rows``: a
+    protocol train set's part and generators (:func:`deepfake_xai.sets.select`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dist = Distributed.from_env()
@@ -444,7 +449,7 @@ def train(
     if dev.type == "cpu":
         torch.set_num_threads(max(1, threads))
     job = _job(cache=cache, manifest=manifest, train_set=train_set, settings=settings, dev=dev, dist=dist,
-               progress=progress, name=model_name or settings["arch"])
+               progress=progress, name=model_name or settings["arch"], rows=train_rows)
     ckpt_path = out_dir / CHECKPOINT
     ident = _identity(job, manifest)
     state = _resume(ckpt_path, ident, job.runner, job.optimizer)

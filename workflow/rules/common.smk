@@ -64,12 +64,12 @@ DATA_GENERATED = DATA_CFG["root"] is None
 
 if not DATA_GENERATED and not Path(DATA_ROOT).is_dir():
     raise WorkflowError(
-        f"Invalid config: data.root={DATA_ROOT!r} is not a folder; point it at your TrueFace copy "
-        "(the folder holding TrueFace_PreSocial/ and TrueFace_PostSocial/)"
+        f"Invalid config: data.root={DATA_ROOT!r} is not a folder; point it at your copy of the dataset "
+        "(for TrueFace and TrueFake the folder holding TrueFace_PreSocial/ and TrueFace_PostSocial/)"
     )
-if DATA_GENERATED and DATA_CFG["source"] == "trueface" and not DATA_CFG["download"]:
+if DATA_GENERATED and DATA_CFG["source"] != "synthetic" and not DATA_CFG["download"]:
     raise WorkflowError(
-        "Invalid config: data.source is trueface but neither data.root (an existing copy) nor "
+        f"Invalid config: data.source is {DATA_CFG['source']} but neither data.root (an existing copy) nor "
         "data.download (archive URLs and SHA-256 sums) is set"
     )
 
@@ -93,6 +93,14 @@ def stage_speed(stage: str, option: str, model: str | None = None):
     return wiring.speed_value(stage, config, option, model)
 
 
+def manifest_inputs() -> dict[str, str]:
+    """The dataset root, and for the csv source its table (default labels.csv in the root)."""
+    inputs = {"root": DATA_ROOT}
+    if DATA_CFG["source"] == "csv" and DATA_CFG["table"]:
+        inputs["table"] = DATA_CFG["table"]
+    return inputs
+
+
 def archive_files() -> list[str]:
     """The archives a generated dataset is extracted from."""
     names = ["synthetic.tar"] if DATA_CFG["source"] == "synthetic" else list(ARCHIVES)
@@ -109,9 +117,9 @@ COMPUTE = config["compute"]
 
 wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
-    train_set="|".join(sets.TRAIN_SETS),
-    test_set="|".join(sets.TEST_SETS),
-    part="|".join(sets.PARTS),
+    train_set="|".join(dxcfg.train_sets_of(config)),
+    test_set="|".join(dxcfg.test_sets_of(config)),
+    part="|".join(config["data"]["parts"]),
     cache=r"(native|r\d+)_c\d+",
 
 
@@ -122,6 +130,12 @@ def train_launcher() -> str:
         return f"{PY} -m deepfake_xai"
     torchrun = shlex.quote(str(Path(sys.executable).with_name("torchrun")))
     return f"{torchrun} --standalone --nproc_per_node {n} -m deepfake_xai"
+
+
+def train_rows(wildcards) -> list[str]:
+    """A protocol train set's rows (its part and the generators it trains on) as a flag; none otherwise."""
+    rows = dxcfg.protocol_rows(config, wildcards.train_set)
+    return [] if rows is None else ["--train-rows", json.dumps(rows, sort_keys=True)]
 
 
 def settings_json(wildcards) -> str:

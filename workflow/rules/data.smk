@@ -24,7 +24,7 @@ if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
             "--workers {threads} > {log:q} 2>&1"
 
 
-if DATA_GENERATED and DATA_CFG["source"] == "trueface":
+if DATA_GENERATED and DATA_CFG["source"] != "synthetic":
 
     rule download:
         output:
@@ -68,7 +68,7 @@ if DATA_GENERATED:
 
 rule manifest:
     input:
-        root=DATA_ROOT,
+        **manifest_inputs(),
     output:
         manifest=paths.manifest(DATASET),
         rejected=paths.rejected(DATASET),

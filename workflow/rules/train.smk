@@ -49,6 +49,7 @@ rule train:
         launcher=train_launcher(),
         options=stage_options("train"),
         settings=settings_json,
+        rows=train_rows,
         out_dir=lambda wc: paths.model_dir(DATASET, wc.model, wc.train_set),
         part_files=lambda wc, output: output.predictions[: len(PREDICTED_PARTS)],
         combined=lambda wc, output: ["--combined", output.predictions[-1]] if sets.COMBINED in PREDICTED_SETS else [],
@@ -66,6 +67,6 @@ rule train:
     shell:
         "{params.launcher} train --cache {input.cache_npy:q} --cache-index {input.cache_index:q} "
         "--manifest {input.manifest:q} --settings-json {params.settings:q} --model {wildcards.model:q} "
-        "--train-set {wildcards.train_set:q} --out-dir {params.out_dir:q} {params.options} "
+        "--train-set {wildcards.train_set:q} {params.rows:q} --out-dir {params.out_dir:q} {params.options} "
         "--predictions {params.part_files:q} {params.combined:q} --threads {threads} "
         "--loader-workers {resources.loader_workers} > {log:q} 2>&1"

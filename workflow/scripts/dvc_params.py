@@ -83,6 +83,7 @@ def _training(config: dict, ds: str) -> tuple[dict, dict, dict]:
             "model": model, "train_set": train_set, "cache": cache, "settings_json": _json(s),
             "predictions": " ".join(files[:-1] if combined else files),
             "combined": f"--combined {files[-1]}" if combined else "",
+            "rows": "" if (rows := dxcfg.protocol_rows(config, train_set)) is None else f"--train-rows '{_json(rows)}'",
         }
     return caches, pairs, settings
 

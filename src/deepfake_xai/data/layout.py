@@ -1,6 +1,6 @@
 """The TrueFace folder layout and file naming, shared by the generator and the ingestion code.
 
-TrueFace (Boato et al., IJCB 2022)::
+TrueFace (Boato et al., IJCB 2022) and TrueFake (Dell'Anna et al., IJCNN 2025)::
 
     TrueFace_PreSocial/Real/FFHQ/00000.png
     TrueFace_PreSocial/Fake/StyleGAN/images-psi-0.5/seed0000.png
@@ -8,23 +8,25 @@ TrueFace (Boato et al., IJCB 2022)::
     TrueFace_PostSocial/Facebook/Real/FFHQ/00000_FB.jpg
     TrueFace_PostSocial/Telegram/Fake/StyleGAN2/conf-f-psi-1/seed0000_TL.jpeg
     TrueFace_PostSocial/Twitter/...                                    _TW.jpg
+    TrueFace_PostSocial/Whatsapp/...                                   _WA.jpeg
 
-Some copies add a ``Train/`` or ``Test/`` level anywhere above the image folders.
+Some copies add a ``Train/`` or ``Test/`` level anywhere above the image folders. The platforms'
+folders, suffixes and extensions, and the generators' folders, are data (``known/names.yaml``).
 """
 
 from __future__ import annotations
 
-from ..sets import PARTS, PRESOCIAL, SHARED_PLATFORMS
+import re
+
+from ..names import Platform
 
 PRESOCIAL_DIR = "TrueFace_PreSocial"
 POSTSOCIAL_DIR = "TrueFace_PostSocial"
-PLATFORM_PARTS = PARTS
-POST_PLATFORMS = SHARED_PLATFORMS
-# TrueFace's folder, file-name suffix and extension of each platform's copies, in SHARED_PLATFORMS order
-PLATFORM_FOLDERS = dict(zip(SHARED_PLATFORMS, ("Facebook", "Telegram", "Twitter")))
-PLATFORM_SUFFIXES = dict(zip(SHARED_PLATFORMS, ("_FB", "_TL", "_TW")))
-PLATFORM_EXTENSIONS = dict(zip(SHARED_PLATFORMS, (".jpg", ".jpeg", ".jpg")))
-GENERATOR_FOLDERS = {"ffhq": "FFHQ", "stylegan": "StyleGAN", "stylegan2": "StyleGAN2"}
+# The spellings of those two folders seen in copies (TrueFace_PreSocial, TrueFaces-Pre-Social, PreSocial).
+PRE_DIR = re.compile(r"^(truefaces?[_\- ]?)?pre[_\- ]?social$", re.I)
+POST_DIR = re.compile(r"^(truefaces?[_\- ]?)?post[_\- ]?social$", re.I)
+# The synthetic set's generators: their TrueFace folder names.
+GENERATOR_FOLDERS = {"ffhq": "FFHQ", "stylegan": "StyleGAN", "stylegan2": "StyleGAN2", "diffusion": "Diffusion"}
 # Name of the sidecar file in which the synthetic generator records each fake's evidence region.
 EVIDENCE_FILE = "evidence.csv"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -36,7 +38,9 @@ def psi_folder(generator: str, psi: float) -> str:
         return f"images-psi-{psi:g}"
     if generator == "stylegan2":
         return f"conf-f-psi-{psi:g}"
-    raise ValueError(f"unknown generator {generator!r}: expected stylegan or stylegan2")
+    if generator == "diffusion":
+        return f"sampler-psi-{psi:g}"
+    raise ValueError(f"unknown generator {generator!r}: expected stylegan, stylegan2 or diffusion")
 
 
 def class_dir(generator: str, psi: float | None) -> str:
@@ -46,12 +50,9 @@ def class_dir(generator: str, psi: float | None) -> str:
     return f"Fake/{GENERATOR_FOLDERS[generator]}/{psi_folder(generator, psi)}"
 
 
-def platform_root(platform: str) -> str:
-    if platform == PRESOCIAL:
+def platform_root(platform: Platform | None) -> str:
+    """The folder of the pre-social originals (None) or of one platform's copies."""
+    if platform is None:
         return PRESOCIAL_DIR
-    return f"{POSTSOCIAL_DIR}/{PLATFORM_FOLDERS[platform]}"
+    return f"{POSTSOCIAL_DIR}/{platform.folders[0]}"
 
-
-def shared_name(stem: str, platform: str) -> str:
-    """File name of a shared copy of the pre-social image ``stem`` on ``platform``."""
-    return f"{stem}{PLATFORM_SUFFIXES[platform]}{PLATFORM_EXTENSIONS[platform]}"

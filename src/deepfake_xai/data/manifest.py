@@ -16,13 +16,16 @@ import csv
 import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatch
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
+from .. import names as known
+from ..sets import PRESOCIAL
 from . import layout
 from .images import DEFAULT_MAX_PIXELS, BadImage, inspect_image, walk_files
 
@@ -35,8 +38,8 @@ MANIFEST_COLUMNS = [
 SIDECAR_NAMES = {layout.EVIDENCE_FILE, "readme", "readme.md", "readme.txt", "license", "license.txt",
                  "sha256sums", "md5sums", "checksums.txt"}
 
-_PRE = re.compile(r"^(truefaces?[_\- ]?)?pre[_\- ]?social$", re.I)
-_POST = re.compile(r"^(truefaces?[_\- ]?)?post[_\- ]?social$", re.I)
+_PRE = layout.PRE_DIR
+_POST = layout.POST_DIR
 _PSI = re.compile(r"psi[_\-]?([0-9]+(?:\.[0-9]+)?)", re.I)
 _SPLIT_DIRS = {"train": "train", "training": "train", "test": "test", "testing": "test",
                "val": "val", "validation": "val"}
@@ -50,7 +53,7 @@ _NUMBERED_STEM = re.compile(r"^(?:seed)?0*(\d+)$", re.I)
 
 
 class LayoutError(ValueError):
-    """A path that does not fit the TrueFace layout."""
+    """A path that does not fit the dataset's layout."""
 
 
 class ManifestError(RuntimeError):
@@ -71,64 +74,142 @@ class PathInfo:
         return f"{self.platform}/{self.source_id}"
 
 
-def parse_path(rel: str | PurePosixPath) -> PathInfo:
-    """Derive label, generator, psi, platform and source_id from a path relative to the root."""
-    rel = PurePosixPath(rel)
+@dataclass(frozen=True)
+class Reader:
+    """How a source's paths are read: its layout (``source``) and the platform and generator tables
+    (defaults + the config's ``data.platforms`` / ``data.generators``)."""
+
+    source: str = "trueface"
+    platforms: dict = field(default_factory=known.platforms)
+    generators: dict = field(default_factory=known.generators)
+
+    @classmethod
+    def from_config(cls, data: dict) -> Reader:
+        """The reader of a config's data section (``source``, ``platforms``, ``generators``)."""
+        return cls(data.get("source", "trueface"), known.platforms(data.get("platforms")),
+                   known.generators(data.get("generators")))
+
+    @cached_property
+    def platform_folders(self) -> dict[str, str]:
+        return known.by_folder(self.platforms)
+
+    @cached_property
+    def generator_folders(self) -> dict[str, str]:
+        return known.by_folder(self.generators)
+
+    def generator(self, folder: str) -> str | None:
+        return self.generator_folders.get(folder.lower())
+
+
+_DEFAULT_READER = Reader()
+
+
+def _split_folders(rel: PurePosixPath) -> tuple[list[str], str | None]:
+    """The path's parts without its train/val/test folders, and the split those name."""
     parts = list(rel.parts)
     splits = {_SPLIT_DIRS[p.lower()] for p in parts[:-1] if p.lower() in _SPLIT_DIRS}
     if len(splits) > 1:
         raise LayoutError(f"{rel}: more than one split folder ({', '.join(sorted(splits))})")
     parts = [p for i, p in enumerate(parts) if i == len(parts) - 1 or p.lower() not in _SPLIT_DIRS]
+    return parts, (splits.pop() if splits else None)
+
+
+def _source_id(kind: str, generator: str, groups: list[str], stem: str) -> str:
+    numbered = _NUMBERED_STEM.match(stem)
+    return "/".join([kind, generator, *(c.lower() for c in groups), numbered.group(1) if numbered else stem])
+
+
+def parse_path(rel: str | PurePosixPath, reader: Reader | None = None) -> PathInfo:
+    """Derive label, generator, psi, platform and source_id from a path relative to the root."""
+    reader = reader or _DEFAULT_READER
+    rel = PurePosixPath(rel)
+    if reader.source == "folders":
+        return _parse_folders(rel, reader)
+    return _parse_trueface(rel, reader)
+
+
+def _parse_trueface(rel: PurePosixPath, reader: Reader) -> PathInfo:
+    """TrueFace and TrueFake: ``TrueFace_PreSocial|TrueFace_PostSocial/<Platform>`` then
+    ``Real/<source>/...`` or ``Fake/<generator>/<subset>/...``."""
+    parts, dataset_split = _split_folders(rel)
     pre = [i for i, p in enumerate(parts[:-1]) if _PRE.match(p)]
     post = [i for i, p in enumerate(parts[:-1]) if _POST.match(p)]
+    platform: known.Platform | None = None
     if pre:
-        platform, start = layout.PRESOCIAL, pre[0] + 1
+        start = pre[0] + 1
     elif post:
         i = post[0] + 1
         if i >= len(parts) - 1:
             raise LayoutError(f"{rel}: no platform folder below {parts[post[0]]}")
-        platform = parts[i].lower()
-        if platform not in layout.POST_PLATFORMS:
+        name = reader.platform_folders.get(parts[i].lower())
+        if name is None:
+            folders = ", ".join(f for p in reader.platforms.values() for f in p.folders)
             raise LayoutError(
-                f"{rel}: unknown platform folder {parts[i]!r} (known: "
-                f"{', '.join(layout.PLATFORM_FOLDERS.values())}); remove it from the dataset root "
-                "or list it under data.ignore in the config"
+                f"{rel}: unknown platform folder {parts[i]!r} (known: {folders}); add it under data.platforms "
+                f"in the config (e.g. {parts[i].lower()}: {{folders: [{parts[i]}], suffix: _XX, extension: .jpg}}), "
+                "or list it under data.ignore"
             )
-        start = i + 1
+        platform, start = reader.platforms[name], i + 1
     else:
         raise LayoutError(
             f"{rel}: not below a TrueFace_PreSocial or TrueFace_PostSocial folder; "
-            "point data.root at the folder that holds them"
+            "point data.root at the folder that holds them (or choose another data.source)"
         )
     below = parts[start:]
+    part = PRESOCIAL if platform is None else platform.name
     if len(below) < 3:
-        raise LayoutError(f"{rel}: expected Real/<source>/... or Fake/<generator>/... below {platform}")
+        raise LayoutError(f"{rel}: expected Real/<source>/... or Fake/<generator>/... below {part}")
     kind = _CLASS_DIR.match(below[0])
     if kind is None:
         raise LayoutError(f"{rel}: expected a Real or Fake folder (or 0_Real, 1_Fake), found {below[0]!r}")
     kind = kind.group(1).lower()
     label = int(kind == "fake")
-    generator = _GENERATOR_ALIASES.get(below[1].lower(), below[1].lower())
-    if label == 1 and not generator.startswith("stylegan") and generator not in _extra_generators():
-        raise LayoutError(f"{rel}: unknown generator folder {below[1]!r} below Fake/")
+    generator = reader.generator(below[1])
+    if generator is None:
+        if label == 1:
+            raise LayoutError(
+                f"{rel}: unknown generator folder {below[1]!r} below Fake/; add it under data.generators in the "
+                f"config (e.g. {_word(below[1])}: {{folders: [{below[1]}], family: gan}}), or list it under data.ignore")
+        generator = _word(below[1])  # a real source need not be listed: it is real whatever its name
     psi = None
     for comp in below[2:-1]:
         m = _PSI.search(comp)
         if m:
             psi = float(m.group(1))
     stem = PurePosixPath(below[-1]).stem
-    if platform != layout.PRESOCIAL:
-        suffix = layout.PLATFORM_SUFFIXES[platform]
-        if stem.upper().endswith(suffix.upper()):
-            stem = stem[: -len(suffix)]
-    numbered = _NUMBERED_STEM.match(stem)
-    source_id = "/".join([kind, generator, *(c.lower() for c in below[2:-1]),
-                          numbered.group(1) if numbered else stem])
-    return PathInfo(label, generator, psi, platform, source_id, splits.pop() if splits else None)
+    if platform is not None and platform.suffix and stem.upper().endswith(platform.suffix.upper()):
+        stem = stem[: -len(platform.suffix)]
+    return PathInfo(label, generator, psi, part, _source_id(kind, generator, below[2:-1], stem), dataset_split)
 
 
-def _extra_generators() -> set[str]:
-    return {"gan", "progan", "stylegan3", "diffusion"}
+def _parse_folders(rel: PurePosixPath, reader: Reader) -> PathInfo:
+    """The CNNDetection/ForenSynths convention ``[split/]<group>/[<sub>/]0_real|1_fake/...`` (group =
+    generator) and plain ``real/`` and ``fake/`` trees (generator ``unknown``)."""
+    parts, dataset_split = _split_folders(rel)
+    where = [i for i, p in enumerate(parts[:-1]) if _CLASS_DIR.match(p)]
+    if not where:
+        raise LayoutError(f"{rel}: no 0_real/1_fake (or real/fake) folder above the file; the folders layout is "
+                          "[train|val|test/]<generator>/[<subfolder>/]0_real|1_fake/<image>")
+    c = where[-1]
+    kind = _CLASS_DIR.match(parts[c]).group(1).lower()
+    groups = parts[:c]
+    if groups:
+        generator = reader.generator(groups[0]) or _word(groups[0])
+    else:
+        generator = "real" if kind == "real" else "unknown"
+    psi = None
+    for comp in groups[1:]:
+        m = _PSI.search(comp)
+        if m:
+            psi = float(m.group(1))
+    stem = PurePosixPath(parts[-1]).stem
+    source_id = "/".join([kind, generator, *(p.lower() for p in [*groups[1:], *parts[c + 1:-1]]), stem])
+    return PathInfo(int(kind == "fake"), generator, psi, PRESOCIAL, source_id, dataset_split)
+
+
+def _word(folder: str) -> str:
+    """A folder name as a generator name: lower case, runs of other characters as '_'."""
+    return re.sub(r"[^a-z0-9]+", "_", folder.lower()).strip("_") or "unknown"
 
 
 def read_evidence(root: Path) -> dict[str, tuple[float, float, float, float]]:
@@ -210,22 +291,74 @@ def _listed_files(root: Path, ignore: list[str]) -> list[Path]:
     return files
 
 
-def _parsed(root: Path, files: list[Path]) -> list[tuple[Path, PathInfo]]:
+def _parsed(root: Path, files: list[Path], reader: Reader) -> list[tuple[Path, PathInfo]]:
     """Each file's place in the layout; a path that fits none stops the manifest (the first five named)."""
     parsed: list[tuple[Path, PathInfo]] = []
     layout_errors: list[str] = []
     for rel in files:
         try:
-            parsed.append((rel, parse_path(rel)))
+            parsed.append((rel, parse_path(rel, reader)))
         except LayoutError as err:
             layout_errors.append(str(err))
-    if layout_errors:
-        more = f" (and {len(layout_errors) - 5} more)" if len(layout_errors) > 5 else ""
-        raise ManifestError(
-            f"{len(layout_errors)} path(s) below {root} do not fit the TrueFace layout:\n  "
-            + "\n  ".join(layout_errors[:5]) + more
-        )
+    _raise_layout_errors(layout_errors, f"path(s) below {root} do not fit the {reader.source} layout")
     return parsed
+
+
+def _raise_layout_errors(errors: list[str], what: str) -> None:
+    if errors:
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise ManifestError(f"{len(errors)} {what}:\n  " + "\n  ".join(errors[:5]) + more)
+
+
+CSV_COLUMNS = ("path", "label")
+CSV_OPTIONAL = ("generator", "platform", "source_id", "split")
+_LABELS = {"0": 0, "1": 1, "real": 0, "fake": 1}
+
+
+def _table_rows(root: Path, table: Path, reader: Reader) -> list[tuple[Path, PathInfo]]:
+    """The ``csv`` source: one row per image, ``path,label`` (0/1 or real/fake) and optional
+    ``generator``, ``platform``, ``source_id``, ``split``; paths relative to the dataset root."""
+    if not table.is_file():
+        raise ManifestError(f"data.table: {table} does not exist: give the CSV of path,label rows "
+                            f"(default: labels.csv in the dataset root {root})")
+    with open(table, newline="") as fh:
+        reader_csv = csv.DictReader(fh)
+        columns = [c.strip() for c in reader_csv.fieldnames or []]
+        missing = [c for c in CSV_COLUMNS if c not in columns]
+        if missing:
+            raise ManifestError(f"{table}: missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'}); "
+                                f"the table needs path,label and may have {', '.join(CSV_OPTIONAL)}")
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in reader_csv]
+    parts = {PRESOCIAL, *reader.platforms}
+    out, errors, seen = [], [], {}
+    for n, row in enumerate(rows, start=2):  # line 1 is the header
+        where = f"{table}:{n}"
+        rel = PurePosixPath(row["path"])
+        label = _LABELS.get(row["label"].lower())
+        platform = row.get("platform") or PRESOCIAL
+        split = row.get("split", "").lower() or None
+        if rel.is_absolute() or ".." in rel.parts or not row["path"]:
+            errors.append(f"{where}: path {row['path']!r} must be relative to the dataset root {root}, without '..'")
+        elif label is None:
+            errors.append(f"{where}: label {row['label']!r} is not one of 0, 1, real, fake")
+        elif platform not in parts:
+            errors.append(f"{where}: platform {platform!r} is not one of {', '.join(sorted(parts))} (add it under "
+                          "data.platforms)")
+        elif split is not None and split not in _SPLIT_DIRS:
+            errors.append(f"{where}: split {row['split']!r} is not one of train, val, test")
+        elif rel.as_posix() in seen:
+            errors.append(f"{where}: {rel} is also listed on line {seen[rel.as_posix()]}: one row per file")
+        else:
+            seen[rel.as_posix()] = n
+            kind = "fake" if label else "real"
+            generator = _word(row.get("generator") or ("real" if label == 0 else "unknown"))
+            source = row.get("source_id") or "/".join([kind, generator, rel.with_suffix("").as_posix().lower()])
+            out.append((Path(rel), PathInfo(label, generator, None, platform, source,
+                                            _SPLIT_DIRS[split] if split else None)))
+    _raise_layout_errors(errors, f"row(s) of {table} are not usable")
+    if not out:
+        raise ManifestError(f"{table} lists no images")
+    return out
 
 
 def _inspected(root: Path, parsed: list, *, workers: int, verify: str, max_pixels: int, progress: bool) -> list:
@@ -279,16 +412,34 @@ def build_manifest(
     verify: str = "quick",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = True,
+    reader: Reader | None = None,
+    table: str | Path | None = None,
+    parts: list[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Walk ``root`` and return (manifest, rejected) DataFrames.
+    """Walk ``root`` (or read the ``csv`` source's ``table``) and return (manifest, rejected) DataFrames.
 
     Raises :class:`ManifestError` if the root is missing or empty, or if more than
     ``max_rejected_fraction`` of the image files were rejected (the rejected table is attached to
-    the exception as ``.rejected`` so the caller can still write it for inspection).
+    the exception as ``.rejected`` so the caller can still write it for inspection). With ``parts``,
+    a platform the data holds but the list lacks stops it too (its images would be in no set).
     """
     root = Path(root)
-    files = _listed_files(root, ignore or [])
-    parsed = _parsed(root, files)
+    reader = reader or _DEFAULT_READER
+    if reader.source == "csv":
+        if not root.is_dir():
+            raise ManifestError(f"dataset root {root} does not exist: set data.root to the folder the table's "
+                                "paths are relative to")
+        parsed = _table_rows(root, Path(table) if table else root / "labels.csv", reader)
+        files = [rel for rel, _ in parsed]
+    else:
+        files = _listed_files(root, ignore or [])
+        parsed = _parsed(root, files, reader)
+    if parts is not None:
+        extra = sorted({info.platform for _, info in parsed} - set(parts))
+        if extra:
+            raise ManifestError(f"{root} holds the part(s) {', '.join(extra)}, which data.parts "
+                                f"({', '.join(parts)}) leaves out: add them to data.parts, or drop data.parts "
+                                "to use every part present")
     results = _inspected(root, parsed, workers=workers, verify=verify, max_pixels=max_pixels, progress=progress)
     manifest, rejected = _tables(root, parsed, results)
     rejected_df = pd.DataFrame(rejected, columns=["path", "reason"])
@@ -316,11 +467,11 @@ def unpartnered_copies(manifest: pd.DataFrame) -> dict[str, tuple[int, int, list
     """Per social platform: (images whose source_id no pre-social image has, images, first such
     paths). In TrueFace every shared image is a copy of a pre-social one, so many of these mean the
     platform's file naming differs from the pre-social one and its copies are split on their own."""
-    pre = set(manifest.loc[manifest["platform"] == layout.PRESOCIAL, "source_id"])
+    pre = set(manifest.loc[manifest["platform"] == PRESOCIAL, "source_id"])
     if not pre:
         return {}
     out = {}
-    for platform in layout.POST_PLATFORMS:
+    for platform in known.part_order(manifest["platform"].unique())[1:]:
         rows = manifest[manifest["platform"] == platform]
         alone = rows[~rows["source_id"].isin(pre)]
         if len(alone):
@@ -339,7 +490,7 @@ def summarize(manifest: pd.DataFrame) -> pd.DataFrame:
             counts[col] = 0
     counts = counts[["train", "val", "test"]]
     counts["total"] = counts.sum(axis=1)
-    order = {p: i for i, p in enumerate(layout.PLATFORM_PARTS)}
+    order = {p: i for i, p in enumerate(known.part_order(counts.index.get_level_values("platform").unique()))}
     counts = counts.reset_index()
     counts = counts.sort_values(["platform", "label"], key=lambda s: s.map(order) if s.name == "platform" else s)
     return counts.reset_index(drop=True)

@@ -15,53 +15,26 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from ..sets import SHARED_PLATFORMS
+from .. import names as known
+from ..names import Platform
 from . import layout
-
-
-@dataclass(frozen=True)
-class PlatformProfile:
-    """How one platform re-encodes an upload."""
-
-    name: str
-    scale: float = 1.0  # relative resize factor (TrueFace: 1024 px originals)
-    max_side: int | None = None  # absolute cap on the longer side, applied after ``scale``
-    jpeg_quality: int = 85
-    subsampling: str = "4:2:0"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-# (resize factor, JPEG quality) of each platform, in SHARED_PLATFORMS order (Facebook, Telegram, Twitter)
-DEFAULT_PROFILES: dict[str, PlatformProfile] = {
-    name: PlatformProfile(name, scale=scale, jpeg_quality=quality)
-    for name, (scale, quality) in zip(SHARED_PLATFORMS, ((720 / 1024, 72), (1.0, 87), (1.0, 82)))
-}
 
 _SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
 
-def profile_from_config(name: str, overrides: dict | None = None) -> PlatformProfile:
-    """The default profile of ``name`` with config ``overrides`` applied."""
-    if name not in DEFAULT_PROFILES:
-        raise ValueError(
-            f"unknown platform {name!r}: expected one of {sorted(DEFAULT_PROFILES)}"
-        )
-    base = DEFAULT_PROFILES[name].as_dict()
-    for key, value in (overrides or {}).items():
-        if key not in base or key == "name":
-            raise ValueError(f"unknown key {key!r} in the profile of platform {name!r}")
-        base[key] = value
-    return PlatformProfile(**base)
+def profile_from_config(name: str, overrides: dict | None = None) -> Platform:
+    """The known platform ``name`` with config ``overrides`` (data.platforms.<name>) applied."""
+    table = known.platforms({name: overrides} if overrides else None)
+    if name not in table:
+        raise ValueError(f"unknown platform {name!r}: expected one of {', '.join(table)}")
+    return table[name]
 
 
-def share(image: Image.Image, profile: PlatformProfile) -> bytes:
+def share(image: Image.Image, profile: Platform) -> bytes:
     """Return the JPEG bytes a user would download after posting ``image`` on the platform."""
     img = image.convert("RGB")
     w, h = img.size
@@ -83,11 +56,11 @@ def share(image: Image.Image, profile: PlatformProfile) -> bytes:
 
 
 def share_folder(
-    src: str | Path, dst: str | Path, profile: PlatformProfile, progress: bool = True
+    src: str | Path, dst: str | Path, profile: Platform, progress: bool = True
 ) -> list[Path]:
     """Apply a platform to every image below ``src``, mirroring the tree into ``dst``.
 
-    Output names get the platform's TrueFace suffix (``_FB.jpg`` etc.). Returns the written paths.
+    Output names get the platform's suffix and extension (``_FB.jpg`` etc.). Returns the written paths.
     """
     from tqdm import tqdm
 
@@ -101,21 +74,18 @@ def share_folder(
         raise ValueError(f"no images ({', '.join(layout.IMAGE_EXTENSIONS)}) found below {src}")
     written = []
     for path in tqdm(files, desc=f"share on {profile.name}", disable=not progress, unit="img"):
-        out = dst / path.relative_to(src).parent / _shared_file_name(path.stem, profile.name)
+        out = dst / path.relative_to(src).parent / profile.shared_name(path.stem)
         with Image.open(path) as img:
             write_bytes(out, share(img, profile))
         written.append(out)
     return written
 
 
-def _shared_file_name(stem: str, platform: str) -> str:
-    if platform in layout.PLATFORM_SUFFIXES:
-        return layout.shared_name(stem, platform)
-    return f"{stem}_{platform}.jpg"
-
-
-def iter_profiles(config: dict | None) -> Iterable[PlatformProfile]:
-    """Profiles of all post-social platforms, with the config's overrides applied."""
-    config = config or {}
-    for name in layout.POST_PLATFORMS:
-        yield profile_from_config(name, config.get(name))
+def iter_profiles(config: dict | None, names=None) -> Iterable[Platform]:
+    """The platforms ``names`` (default: the synthetic set's), with the config's data.platforms applied."""
+    table = known.platforms(config)
+    for name in names if names is not None else known.source_platforms("synthetic"):
+        if name not in table:
+            raise ValueError(f"unknown platform {name!r}: expected one of {', '.join(table)} (or add it under "
+                             "data.platforms)")
+        yield table[name]

@@ -12,6 +12,10 @@ can be scored for localization.
   deviate from the average face, as the truncation trick does. Every fake also carries one localized
   cue, mismatched eyes (one iris of another colour and size), whose box is recorded in
   ``evidence.csv`` (normalized x0, y0, x1, y1).
+- "Diffusion" fakes (a second family, another trace): drawn at full size with no upsampling (no
+  checkerboard, no periodic peaks), over-smoothed by a Gaussian low-pass (a denoiser's output) and
+  given a noise residual shaped into a mid-frequency band (a ring in the spectrum, not peaks). A
+  detector that learned the GAN trace alone need not recognize them: the hold-out cell's question.
 - Post-social copies of a subset of the pre-social images go through the social-platform simulator.
 
 Everything is deterministic for a seed: each image has its own generator seeded by
@@ -31,8 +35,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..names import Platform
 from . import layout
-from .social import DEFAULT_PROFILES, PlatformProfile, share
+from .social import iter_profiles, share
 
 # (mean, std) of each face parameter, in units of the canvas side. psi scales the std.
 FACE_PARAMS: dict[str, tuple[float, float]] = {
@@ -60,7 +65,8 @@ FACE_PARAMS: dict[str, tuple[float, float]] = {
 SKIN = np.array([[238, 205, 180], [198, 150, 115], [120, 80, 58]], dtype=np.float64)
 HAIR = np.array([[30, 24, 22], [110, 72, 42], [222, 192, 128]], dtype=np.float64)
 IRIS = np.array([[70, 110, 175], [80, 135, 80], [105, 62, 30]], dtype=np.float64)
-CLASS_IDS = {"ffhq": 0, "stylegan": 1, "stylegan2": 2}
+CLASS_IDS = {"ffhq": 0, "stylegan": 1, "stylegan2": 2, "diffusion": 3}
+FAKE_GENERATORS = ("stylegan", "stylegan2", "diffusion")
 
 
 @dataclass
@@ -77,10 +83,10 @@ class SynthConfig:
     shared_fraction: float = 0.5
     fingerprint_strength: float = 2.0
     workers: int = 1
-    platforms: dict[str, PlatformProfile] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
+    platforms: dict[str, Platform] = field(default_factory=lambda: {p.name: p for p in iter_profiles(None)})
 
     @classmethod
-    def from_dict(cls, cfg: dict, platforms: dict[str, PlatformProfile] | None = None) -> SynthConfig:
+    def from_dict(cls, cfg: dict, platforms: dict[str, Platform] | None = None) -> SynthConfig:
         fake = {
             gen: {float(psi): int(n) for psi, n in per_psi.items()}
             for gen, per_psi in cfg.get("fake", {}).items()
@@ -239,6 +245,30 @@ def _generator(arr: np.ndarray, out_size: int, generator: str, strength: float,
     return out
 
 
+def _gaussian(arr: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian filter of an (H, W, C) array, edges mirrored."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = np.arange(-radius, radius + 1)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    k /= k.sum()
+    pad = np.pad(arr, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
+    h, w = arr.shape[:2]
+    rows = sum(k[i] * pad[:, i : i + w] for i in range(len(k)))
+    return sum(k[i] * rows[i : i + h] for i in range(len(k)))
+
+
+def _diffusion(arr: np.ndarray, out_size: int, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Diffusion-like path: full-size rendering, a low-pass over-smoothing, then a band-pass noise
+    residual (difference of Gaussians of white noise: a mid-frequency ring, no periodic peaks)."""
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    full = np.asarray(img.resize((out_size, out_size), Image.Resampling.BICUBIC), dtype=np.float64)
+    smooth = _gaussian(full, 0.9)
+    white = rng.standard_normal((out_size, out_size, 1))
+    band = _gaussian(white, 0.6) - _gaussian(white, 1.5)
+    band /= band.std() + 1e-12
+    return smooth + 1.5 * strength * band * np.array([1.0, 0.9, 1.05]) + rng.standard_normal(smooth.shape) * 0.3
+
+
 def make_image(cfg: SynthConfig, generator: str, psi: float | None, index: int):
     """One pre-social image as a PIL image, and the evidence box of a fake (None for reals)."""
     rng = np.random.default_rng([cfg.seed, CLASS_IDS[generator], int(round((psi or 1) * 100)), index])
@@ -250,13 +280,16 @@ def make_image(cfg: SynthConfig, generator: str, psi: float | None, index: int):
         odd = int(rng.integers(0, 2))
         arr, box = render_face(face, cfg.image_size, odd_eye=odd)
         arr, _ = render_face(face, cfg.image_size * 2, odd_eye=odd)
-        out = _generator(arr, cfg.image_size, generator, cfg.fingerprint_strength, rng)
+        if generator == "diffusion":
+            out = _diffusion(arr, cfg.image_size, cfg.fingerprint_strength, rng)
+        else:
+            out = _generator(arr, cfg.image_size, generator, cfg.fingerprint_strength, rng)
     return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8)), box
 
 
 def _classes(cfg: SynthConfig) -> list[tuple[str, float | None, int]]:
     out: list[tuple[str, float | None, int]] = [("ffhq", None, int(cfg.real))]
-    for gen in ("stylegan", "stylegan2"):
+    for gen in FAKE_GENERATORS:
         for psi, n in sorted(cfg.fake.get(gen, {}).items()):
             out.append((gen, float(psi), int(n)))
     return out
@@ -279,14 +312,14 @@ def _write_one(args) -> list[tuple[str, tuple | None]]:
     rel_dir = layout.class_dir(generator, psi)
     stem = _stem(generator, index)
     rows = []
-    rel = f"{layout.PRESOCIAL_DIR}/{rel_dir}/{stem}.png"
+    rel = f"{layout.platform_root(None)}/{rel_dir}/{stem}.png"
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     _write(root / rel, buf.getvalue())
     rows.append((rel, box))
     if shared:
-        for platform, profile in cfg.platforms.items():
-            rel = f"{layout.platform_root(platform)}/{rel_dir}/{layout.shared_name(stem, platform)}"
+        for profile in cfg.platforms.values():
+            rel = f"{layout.platform_root(profile)}/{rel_dir}/{profile.shared_name(stem)}"
             _write(root / rel, share(img, profile))
             rows.append((rel, box))
     return rows

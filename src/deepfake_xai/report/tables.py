@@ -39,7 +39,7 @@ MODEL_NAMES = {
 }
 SET_NAMES = {
     "presocial": "Pre-social", "facebook": "Facebook", "telegram": "Telegram", "twitter": "Twitter",
-    "combined": "Combined", "overall": "Overall", "average": "Average",
+    "whatsapp": "WhatsApp", "combined": "Combined", "overall": "Overall", "average": "Average",
 }
 METRIC_NAMES = {"params_millions": "Params (M)", "accuracy": "Accuracy", "f1": "F1"}
 # The paper's "overall" column is this run's pooled "combined" test set; the paper does not say how

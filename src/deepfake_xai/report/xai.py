@@ -16,11 +16,10 @@ import numpy as np
 from ..explain import quality as Q
 from ..explain.catalog import CATALOG, PRIOR_METHOD
 from ..io import write_text
-from ..sets import PARTS
+from ..names import part_order
 from .figures import pyplot, save_figure
 from .tables import display
 
-PLATFORMS = list(PARTS)
 # Which direction is better for each score, and how it is shown.
 SCORES = [
     ("energy_in_box", "energy in evidence box", +1),
@@ -208,7 +207,7 @@ def priors_figure(maps_files: list[str | Path], platform_of: dict[str, str], pat
             continue
         for image_id, label, m in zip(cell["image_ids"], cell["labels"], cell["maps"][method]):
             sums.setdefault((platform_of.get(str(image_id), "?"), int(label)), []).append(m.astype(np.float32))
-    plats = [p for p in PLATFORMS if any(k[0] == p for k in sums)]
+    plats = part_order(k[0] for k in sums)
     plt = pyplot()
     fig, axes = plt.subplots(2, max(1, len(plats)), figsize=(2.6 * max(1, len(plats)), 5.4), squeeze=False)
     for j, plat in enumerate(plats):
@@ -236,7 +235,7 @@ def priors_figure(maps_files: list[str | Path], platform_of: dict[str, str], pat
 def spectra_figure(cache, manifest, path: str | Path, max_images: int = 400) -> Path:
     """Mean log-spectrum of real and fake test images per platform and their difference."""
     plt = pyplot()
-    plats = [p for p in PLATFORMS if (manifest["platform"] == p).any()]
+    plats = part_order(manifest["platform"].unique())
     fig, axes = plt.subplots(3, len(plats), figsize=(2.6 * len(plats), 7.6), squeeze=False)
     for j, plat in enumerate(plats):
         spectra = {}

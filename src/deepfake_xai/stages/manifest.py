@@ -13,7 +13,8 @@ HELP = "build the Parquet manifest of a dataset root"
 EXAMPLE = ("deepfake-xai manifest --root resources/synthetic/data --dataset synthetic --out manifest.parquet "
            "--rejected rejected.parquet --summary summary.csv")
 # The data section's keys that decide the manifest's content (the workflow tracks these).
-MANIFEST_KEYS = ("splits", "max_rejected_fraction", "max_unpartnered_fraction", "ignore", "verify")
+MANIFEST_KEYS = ("source", "table", "parts", "platforms", "generators", "splits", "max_rejected_fraction",
+                 "max_unpartnered_fraction", "ignore", "verify")
 
 OPTIONS = (
     Option("--root", "the dataset root", required=True),
@@ -24,14 +25,14 @@ OPTIONS = (
     Option("--config-json", "the data config section as JSON", type=json_object,
            config=lambda c: {k: c["data"][k] for k in MANIFEST_KEYS}),
     Option("--require-test-parts", "platform parts that must have test images (the configured test sets)",
-           nargs="*", default=[], config=lambda c: parts_of(c["test_sets"])),
+           nargs="*", default=[], config=lambda c: parts_of(c["test_sets"], c["data"]["parts"])),
     Option("--workers", "processes reading the images (default: the config's workers, else 4)", type=int,
            speed="data.workers"),
 )
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..data.manifest import ManifestError, build_manifest, summarize, write_manifest
+    from ..data.manifest import ManifestError, Reader, build_manifest, summarize, write_manifest
     from ..io import write_csv, write_parquet
 
     cfg = args.config_json or {}
@@ -47,7 +48,12 @@ def run(args: argparse.Namespace) -> None:
             workers=args.workers or cfg.get("workers", 4),
             verify=cfg.get("verify", "quick"),
             progress=not args.quiet,
+            reader=Reader.from_config(cfg),
+            table=cfg.get("table"),
+            parts=cfg.get("parts"),
         )
+    except ValueError as err:  # a data.platforms / data.generators entry the tables refuse
+        raise SystemExit(f"error: {err}") from None
     except ManifestError as err:
         rejected = getattr(err, "rejected", None)
         if rejected is not None:

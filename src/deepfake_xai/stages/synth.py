@@ -12,9 +12,17 @@ EXAMPLE = "deepfake-xai synth --out data/synthetic --real 40"
 
 
 def generator_config(config: dict) -> dict:
-    """What shapes the generated images: data.synthetic (less its speed-only workers) and the platforms."""
-    section = {k: v for k, v in config["data"]["synthetic"].items() if k != "workers"}
-    return {**section, "platforms": config["data"]["platforms"]}
+    """What shapes the generated images: data.synthetic (less its speed-only workers) and the profiles
+    of the platforms it shares on (data.synthetic.platforms, with data.platforms applied)."""
+    from ..names import platforms
+
+    section = {k: v for k, v in config["data"]["synthetic"].items() if k not in ("workers", "platforms")}
+    table = platforms(config["data"]["platforms"])
+    shared = {}
+    for name in config["data"]["synthetic"]["platforms"]:
+        p = table[name]
+        shared[name] = {"folders": list(p.folders), "suffix": p.suffix, "extension": p.extension, **p.profile()}
+    return {**section, "platforms": shared}
 
 
 OPTIONS = (
@@ -31,15 +39,16 @@ OPTIONS = (
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..data.social import iter_profiles
     from ..data.synth import SynthConfig, generate
+    from ..names import Platform
 
     cfg = dict(args.config_json or {})
-    platforms_cfg = cfg.pop("platforms", {}) or {}
+    shared = cfg.pop("platforms", None)
     for key in ("seed", "image_size", "real", "workers"):
         if getattr(args, key, None) is not None:
             cfg[key] = getattr(args, key)
-    synth_cfg = SynthConfig.from_dict(cfg, {p.name: p for p in iter_profiles(platforms_cfg)})
+    synth_cfg = SynthConfig.from_dict(cfg, None if shared is None else {
+        name: Platform(name=name, **{**p, "folders": tuple(p["folders"])}) for name, p in shared.items()})
     if args.archive:
         import shutil
         import tempfile

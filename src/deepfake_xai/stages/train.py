@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..sets import parts_of
-from .spec import Option, model_inputs
+from .spec import Option, json_object, model_inputs
 
 HELP = "train one model on one train set"
 EXAMPLE = ("deepfake-xai train --cache cache/native_c64.npy --cache-index cache/native_c64.parquet "
@@ -16,10 +16,12 @@ EXAMPLE = ("deepfake-xai train --cache cache/native_c64.npy --cache-index cache/
 GPU_OPTION = "device"
 OPTIONS = (
     *model_inputs("compute.train_threads"),
-    Option("--train-set", "presocial, a platform, or combined", required=True),
+    Option("--train-set", "presocial, a platform, combined or a protocol", required=True),
+    Option("--train-rows", "a protocol train set's rows: {\"part\": ..., \"generators\": [...]} (the reals of the part "
+           "and the fakes of those generators)", type=json_object),
     Option("--out-dir", "gets model.safetensors, log.csv and train.json", required=True),
     Option("--parts", "test parts to predict with the saved weights right after training", nargs="*",
-           default=[], config=lambda c: parts_of(c["test_sets"])),
+           default=[], config=lambda c: parts_of(c["test_sets"], c["data"]["parts"])),
     Option("--predictions", "one predictions Parquet per --parts entry", nargs="*", default=[]),
     Option("--combined", "also write the parts pooled (the combined test set) here"),
     Option("--model", "the config's name for the model, recorded in train.json (default: its arch)"),
@@ -32,17 +34,20 @@ def run(args: argparse.Namespace) -> None:
     from ..data.cache import ImageCache
     from ..data.manifest import read_manifest
     from ..evaluate import check_prediction_outputs, predict_parts, write_predictions
+    from ..names import part_order
     from ..runtime import inference_batch_size
     from ..train import train
 
     check_prediction_outputs(args.parts, args.predictions, args.combined, "--predictions")
     if args.loader_workers is not None:
         args.settings_json = {**args.settings_json, "loader_workers": args.loader_workers}
-    cache = ImageCache(args.cache, args.cache_index)
     manifest = read_manifest(args.manifest, args.dataset)
+    check_prediction_outputs(args.parts, args.predictions, args.combined, "--predictions",
+                             part_order(manifest["platform"].unique()))
+    cache = ImageCache(args.cache, args.cache_index)
     summary = train(cache=cache, manifest=manifest, train_set=args.train_set, settings=args.settings_json,
                     out_dir=args.out_dir, threads=args.threads, device=args.device, progress=not args.quiet,
-                    model_name=args.model)
+                    model_name=args.model, train_rows=args.train_rows)
     if summary.get("rank", 0) != 0:  # another torchrun process: rank 0 writes every output
         return
     print(f"best epoch {summary['best_epoch']}: val balanced accuracy "
