@@ -35,17 +35,20 @@ def tracked_copy(dst: Path) -> None:
             shutil.copy2(src, dst / name)
 
 
-def rule_seconds(bench_dir: Path) -> tuple[dict[str, tuple[int, float, float]], dict[str, float]]:
+def rule_seconds(results: Path) -> tuple[dict[str, tuple[int, float, float]], dict[str, float]]:
     """rule -> (jobs, summed wall seconds, slowest job's seconds), and rule -> when its last job
-    ended (the benchmark file's modification time), from the benchmark TSVs."""
+    ended (the benchmark file's modification time), from the benchmark TSVs of every dataset below
+    ``results`` (the demo's and its transfer datasets')."""
     out: dict[str, list] = defaultdict(lambda: [0, 0.0, 0.0])
     last_end: dict[str, float] = defaultdict(float)
-    for tsv in bench_dir.rglob("*.tsv"):
+    for tsv in sorted(results.glob("*/benchmarks/**/*.tsv")):
         rows = list(csv.DictReader(tsv.open(), delimiter="\t"))
         if not rows:
             continue
-        rel = tsv.relative_to(bench_dir)
+        rel = tsv.relative_to(results).relative_to(tsv.relative_to(results).parts[0], "benchmarks")
         rule = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        if rule == "transfer":  # transfer/<dataset>/<predict|pool|metrics>/...
+            rule = f"transfer_{rel.parts[2]}"
         s = float(rows[0]["s"])
         agg = out[rule]
         agg[0] += 1
@@ -71,11 +74,11 @@ def main() -> None:
         subprocess.run([str(SNAKEMAKE), "--report", "reports/synthetic/report.html", "--quiet", "all"],
                        cwd=wd, check=True, capture_output=True)
         wall = time.perf_counter() - t0
-        per_rule, last_end = rule_seconds(wd / "results/synthetic/benchmarks")
+        per_rule, last_end = rule_seconds(wd / "results")
         t_eval = max(last_end[r] for r in ("train", "metrics")) - wall0
-        print(f"{'rule':<12} {'jobs':>5} {'job-seconds':>12} {'slowest':>8}")
+        print(f"{'rule':<18} {'jobs':>5} {'job-seconds':>12} {'slowest':>8}")
         for rule, (n, total, slowest) in sorted(per_rule.items(), key=lambda kv: -kv[1][1]):
-            print(f"{rule:<12} {n:>5} {total:>12.1f} {slowest:>8.1f}")
+            print(f"{rule:<18} {n:>5} {total:>12.1f} {slowest:>8.1f}")
         jobs = sum(v[0] for v in per_rule.values())
         busy = sum(v[1] for v in per_rule.values())
         print(f"jobs: {jobs}; job-seconds: {busy:.1f} on {args.cores} cores "

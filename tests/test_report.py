@@ -283,3 +283,34 @@ def test_broken_input_files_are_named_in_one_line(tmp_path):
     paper.write_text("table,train_set,model,test_set,metric,value\n1,presocial,vgg19,presocial,accuracy,n/a\n")
     with pytest.raises(T.ReportInputError, match=r"paper\.csv, line 2: table 1 and value 'n/a' must be numbers"):
         T.paper_rows(paper)
+
+
+def test_wilson_interval_equals_scipys():
+    from scipy.stats import binomtest
+
+    from deepfake_xai.report.generalization import wilson
+
+    for k, n in ((0, 5), (3, 7), (19, 20), (50, 100), (1, 1)):
+        ref = binomtest(k, n).proportion_ci(method="wilson")
+        assert np.allclose(wilson(k, n), (ref.low, ref.high), atol=1e-9), (k, n)
+
+
+def test_per_generator_table_marks_the_generators_a_model_never_saw(tmp_path):
+    from deepfake_xai.report.generalization import generalization_markdown, generator_rows
+
+    by_gen = [{"generator": "ffhq", "psi": None, "n": 10, "accuracy": 0.9},
+              {"generator": "stylegan", "psi": 0.5, "n": 6, "accuracy": 1.0},
+              {"generator": "stylegan", "psi": 0.7, "n": 4, "accuracy": 0.5},
+              {"generator": "diffusion", "psi": 0.7, "n": 8, "accuracy": 0.25}]
+    metrics = {("m", "gan_only", "presocial"): {"by_generator": by_gen},
+               ("m", "presocial", "presocial"): {"by_generator": by_gen}}
+    summaries = {("m", "gan_only"): {"trained_generators": ["stylegan"]},
+                 ("m", "presocial"): {"trained_generators": ["diffusion", "stylegan"]}}
+    families = {"ffhq": "real", "stylegan": "gan", "diffusion": "diffusion"}
+    rows = {(r["train_set"], r["generator"]): r for r in generator_rows(metrics, summaries, families)}
+    assert rows["gan_only", "stylegan"]["n"] == 10 and rows["gan_only", "stylegan"]["accuracy"] == 0.8  # psi pooled
+    assert rows["gan_only", "diffusion"]["held_out"] and not rows["gan_only", "stylegan"]["held_out"]
+    assert not rows["gan_only", "ffhq"]["held_out"] and not rows["presocial", "diffusion"]["held_out"]
+    md = generalization_markdown(list(rows.values()))
+    assert "| diffusion | diffusion | 8 | 25.0 [" in md and "**held out**" in md
+    assert md.count("| m | gan_only |") == 3 and "| m | Pre-social |" not in md  # only cells with a held-out generator

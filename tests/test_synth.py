@@ -88,6 +88,24 @@ def test_fakes_carry_the_upsampling_trace_in_the_spectrum():
     assert nyq_fake > 5 * nyq_real
 
 
+def test_diffusion_fakes_carry_another_trace_no_checkerboard_a_low_pass_and_a_top_band_residual():
+    """The second family: no period-2 peak (the Nyquist bin no higher than its neighbours); less energy than
+    a real in the middle band (the low-pass) but the top band restored by the shaped residual, where a
+    GAN fake has lost it: a signature of its own."""
+    cfg = SynthConfig(seed=1, image_size=64)
+    spectra = {g: _spectrum([np.asarray(make_image(cfg, g, None if g == "ffhq" else 0.7, i)[0]) for i in range(12)])
+               for g in ("ffhq", "stylegan2", "diffusion")}
+    nyq = {g: s[32, 32] / s[16:48, 16:48].mean() for g, s in spectra.items()}
+    assert nyq["stylegan2"] > 20 and nyq["diffusion"] < 1.5  # a peak there, or none (below its neighbours)
+    f = np.hypot(*np.meshgrid(np.fft.fftfreq(64), np.fft.fftfreq(64)))  # cycles per pixel
+    def share(lo, hi):  # of the band's energy, relative to the low band's
+        return {g: s[(f > lo) & (f < hi)].mean() / s[(f > 0.02) & (f < 0.08)].mean() for g, s in spectra.items()}
+
+    middle, top = share(0.15, 0.3), share(0.46, 0.71)
+    assert middle["diffusion"] < 0.8 * middle["ffhq"], middle
+    assert top["diffusion"] > 1.3 * top["stylegan2"] and top["stylegan2"] < top["ffhq"], top
+
+
 def test_fakes_have_the_localized_cue_inside_their_box():
     cfg = SynthConfig(seed=2, image_size=64)
     img, box = make_image(cfg, "stylegan", 0.7, 0)

@@ -1,5 +1,5 @@
 """The ``deepfake-xai`` command line: the DAG's stages (``stages/``, one module each, which declares its
-options) and the user commands ``explain``, ``share``, ``predict``, ``pool`` and ``doctor``. The
+options) and the user commands ``explain``, ``share`` and ``doctor``. The
 Snakemake rules and the DVC stages run ``python -m deepfake_xai <stage>``: one code path for both
 and for a person at a terminal."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from . import __version__
 from .names import platforms
 from .stages import plumbing
-from .stages.spec import Option, build, model_inputs, weights_inputs
+from .stages.spec import Option, build, weights_inputs
 from .stages.wiring import DAG_STAGES, module_name
 
 CHOICES = ("predicted", "fake", "real")
@@ -37,17 +37,6 @@ USER_COMMANDS = {
                Option("--platform", "the platform", required=True, choices=list(platforms())),
                Option("--scale", "override the platform's resize factor", type=float),
                Option("--quality", "override the platform's JPEG quality", type=int))),
-    "predict": ("predictions of a trained model on test parts",
-                "deepfake-xai predict --weights w.safetensors --cache c.npy --cache-index c.parquet --manifest "
-                "m.parquet --dataset synthetic --settings-json '{...}' --parts twitter --out twitter.parquet",
-                (*model_inputs(None), Option("--weights", "the trained model", required=True),
-                 Option("--parts", "test parts to predict", nargs="+", required=True),
-                 Option("--out", "one predictions Parquet per part", nargs="+", required=True),
-                 Option("--combined", "also write the parts pooled (the combined test set) here"),
-                 Option("--batch-size", "images per batch", type=int, default=128))),
-    "pool": ("pool parts' predictions into the combined test set",
-             "deepfake-xai pool presocial.parquet facebook.parquet --out combined.parquet",
-             (Option("parts", "predictions files", nargs="+"), Option("--out", "the pooled file", required=True))),
     "doctor": ("check the environment: versions, GPU, free disk, config, dataset root",
                "deepfake-xai doctor --config config/trueface.yaml",
                (Option("--config", "config files to validate, merged in order (--config with no file skips the "
@@ -94,30 +83,6 @@ def cmd_share(args: argparse.Namespace) -> None:
     print(f"{len(written)} images shared on {profile.name} ({profile.profile()}) into {args.dst}")
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
-    from .data.cache import ImageCache
-    from .data.manifest import read_manifest
-    from .evaluate import check_prediction_outputs, predict_parts, write_predictions
-    from .names import part_order
-
-    check_prediction_outputs(args.parts, args.out, args.combined, "--out")
-    manifest = read_manifest(args.manifest, args.dataset)
-    check_prediction_outputs(args.parts, args.out, args.combined, "--out", part_order(manifest["platform"].unique()))
-    preds = predict_parts(weights=args.weights, settings=args.settings_json,
-                          cache=ImageCache(args.cache, args.cache_index), manifest=manifest, parts=args.parts,
-                          batch_size=args.batch_size, threads=args.threads, device=args.device)
-    write_predictions(preds, args.parts, args.out, args.combined)
-
-
-def cmd_pool(args: argparse.Namespace) -> None:
-    from .evaluate import pool, read_predictions
-    from .io import write_parquet
-
-    pooled = pool([read_predictions(p) for p in args.parts])
-    write_parquet(pooled, args.out)
-    print(f"pooled {len(args.parts)} parts, {len(pooled)} predictions -> {args.out}")
-
-
 def cmd_doctor(args: argparse.Namespace) -> None:
     from .doctor import run
 
@@ -155,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         s = _subparser(sub, command, help_text, example)
         build(s, options)
         s.set_defaults(func=globals()[f"cmd_{command}"], speed_options=(),
-                       gpu_option="device" if command in ("explain", "predict") else None)
+                       gpu_option="device" if command == "explain" else None)
     return p
 
 

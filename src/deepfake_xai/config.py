@@ -31,7 +31,8 @@ def dataset_parts(data: dict) -> list[str]:
         return list(data["parts"])
     source = data["source"]
     if source == "synthetic":
-        return [sets.PRESOCIAL, *data["synthetic"]["platforms"]]
+        shared = data["synthetic"]["platforms"] if data["synthetic"].get("layout") != "folders" else []
+        return [sets.PRESOCIAL, *shared]
     root = Path(data["root"]) if data.get("root") else None
     if source == "folders":
         return [sets.PRESOCIAL]
@@ -98,12 +99,47 @@ def protocol_rows(config: dict, train_set: str) -> dict | None:
     return {"part": spec.get("part", sets.PRESOCIAL), "generators": list(gens)}
 
 
+def transfer_view(config: dict, name: str) -> dict:
+    """The config as the stages of the transfer dataset ``name`` read it: its name, its data section,
+    its test sets (the models, training and compute settings stay the main config's)."""
+    target = config["transfer"][name]
+    return {**config, "dataset": name, "data": target["data"], "test_sets": target["test_sets"]}
+
+
+def dataset_view(config: dict, name: str) -> dict:
+    """The config of the main dataset (itself) or of a transfer dataset."""
+    return config if name == config["dataset"] else transfer_view(config, name)
+
+
+def transfer_jobs(config: dict) -> list[tuple[str, str, str]]:
+    """(transfer dataset, model, train set) prediction jobs: each trained pair a transfer entry lists."""
+    out = []
+    pairs = training_pairs(config)
+    for name, target in (config.get("transfer") or {}).items():
+        for m, tr in pairs:
+            if (target["models"] is None or m in target["models"]) and \
+                    (target["train_sets"] is None or tr in target["train_sets"]):
+                out.append((name, m, tr))
+    return out
+
+
+def transfer_cells(config: dict) -> list[tuple[str, str, str, str]]:
+    """(transfer dataset, model, train set, test set) cross-dataset cells."""
+    return [(name, m, tr, te) for name, m, tr in transfer_jobs(config)
+            for te in config["transfer"][name]["test_sets"]]
+
+
 def fill_defaults(config: dict) -> dict:
     """The defaults that come from the code's own lists, not from the schema: the dataset's parts and
     with them every train and test set (sets.py), every method that is not opt-in and the
     spatial-prior method (explain/catalog.py)."""
-    config["data"]["synthetic"].setdefault("platforms", known_names.source_platforms("synthetic"))
-    config["data"]["parts"] = dataset_parts(config["data"])
+    for data in [config["data"], *(t["data"] for t in (config.get("transfer") or {}).values())]:
+        data["synthetic"].setdefault("platforms", known_names.source_platforms("synthetic"))
+        data["parts"] = dataset_parts(data)
+    for target in (config.get("transfer") or {}).values():
+        if target.get("test_sets") is None:
+            parts = target["data"]["parts"]  # combined only where it pools more than one part
+            target["test_sets"] = sets.test_set_names(parts) if len(parts) > 1 else list(parts)
     config.setdefault("train_sets", [s for s in train_sets_of(config) if s not in (config.get("protocols") or {})])
     config.setdefault("test_sets", test_sets_of(config))
     explain = config.setdefault("explain", {})
@@ -134,6 +170,20 @@ def _check_names(config: dict) -> None:
         if ("generators" in spec) == ("families" in spec):
             raise ValueError(f"protocols.{name}: give either generators: or families: (the fakes it trains on)")
         require([spec.get("part", sets.PRESOCIAL)], sets.test_set_names(data["parts"]), f"protocols.{name}.part", "part")
+    for name, target in (config.get("transfer") or {}).items():
+        where = f"transfer.{name}"
+        if name == config["dataset"] or not re.match(r"^[A-Za-z0-9_-]+$", name):
+            raise ValueError(f"{where}: a transfer dataset needs its own name (letters, digits, '_', '-'), not the "
+                             f"main dataset's {config['dataset']!r}: its manifest and cache go to results/{name}/")
+        parts = target["data"]["parts"]
+        require(parts, [sets.PRESOCIAL, *known_names.platforms(target["data"].get("platforms"))],
+                f"{where}.data.parts", "part")
+        require(target["test_sets"], sets.test_set_names(parts), f"{where}.test_sets", "test set")
+        require(target["models"] or [], list(config["models"]), f"{where}.models", "model")
+        require(target["train_sets"] or [], train_sets_of(config), f"{where}.train_sets", "train set")
+        if target["data"]["root"] is None and target["data"]["source"] != "synthetic" and not target["data"]["download"]:
+            raise ValueError(f"{where}.data: source {target['data']['source']} needs data.root (an existing copy) "
+                             "or data.download (archives)")
     train_sets, test_sets = train_sets_of(config), test_sets_of(config)
     require(config["train_sets"], train_sets, "train_sets", "train set")
     require(config["test_sets"], test_sets, "test_sets", "test set")
@@ -242,6 +292,8 @@ def check(config: dict) -> None:
     fill_defaults(config)
     _check_names(config)
     download_archives(config)
+    for name in config.get("transfer") or {}:
+        download_archives(transfer_view(config, name))
     models = config["models"]
     for block in config.get("grid") or []:
         for m in block["models"]:

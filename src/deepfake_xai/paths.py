@@ -119,3 +119,22 @@ def logs(dataset: str) -> str:
 
 def benchmarks(dataset: str) -> str:
     return f"results/{dataset}/benchmarks"
+
+
+def transfers(dataset: str) -> str:
+    """Every cross-dataset cell of the models trained on ``dataset``."""
+    return f"results/{dataset}/transfer"
+
+
+def transfer_dir(dataset: str, target: str) -> str:
+    """The cross-dataset cells of models trained on ``dataset``, tested on the transfer dataset ``target``."""
+    return f"{transfers(dataset)}/{target}"
+
+
+def transfer_predictions(dataset: str, target: str, model: str, train_set: str, test_set: str) -> str:
+    return f"{transfer_dir(dataset, target)}/predictions/{model}/{train_set}/{test_set}.parquet"
+
+
+def transfer_metrics(dataset: str, target: str, model: str, train_set: str, test_set: str) -> str:
+    """One cross-dataset cell."""
+    return f"{transfer_dir(dataset, target)}/metrics/{model}/{train_set}/{test_set}.json"

@@ -58,22 +58,45 @@ if "CONDA" in {m.name for m in workflow.deployment_settings.deployment_method}:
         "(conda activate deepfake-xai) and run snakemake there without that option"
     )
 
+# Every dataset the DAG reads: the main one (trained on) and the transfer datasets (tested on only).
+# The data rules (data.smk, the cache rule) serve all of them through the {dataset} wildcard, each
+# with its own data section (dxcfg.dataset_view).
+DATASETS = [DATASET, *config["transfer"]]
+VIEWS = {name: dxcfg.dataset_view(config, name) for name in DATASETS}
+
+
+def data_cfg(dataset: str) -> dict:
+    return VIEWS[dataset]["data"]
+
+
+def data_root(dataset: str) -> str:
+    """The dataset's root: data.root, else where its archives are extracted."""
+    return data_cfg(dataset)["root"] or paths.generated_root(dataset)
+
+
+def data_generated(dataset: str) -> bool:
+    return data_cfg(dataset)["root"] is None
+
+
+for _name in DATASETS:
+    _key = "data" if _name == DATASET else f"transfer.{_name}.data"
+    if not data_generated(_name) and not Path(data_root(_name)).is_dir():
+        raise WorkflowError(
+            f"Invalid config: {_key}.root={data_root(_name)!r} is not a folder; point it at your copy of the "
+            "dataset (for TrueFace and TrueFake the folder holding TrueFace_PreSocial/ and TrueFace_PostSocial/)"
+        )
+    if data_generated(_name) and data_cfg(_name)["source"] != "synthetic" and not data_cfg(_name)["download"]:
+        raise WorkflowError(
+            f"Invalid config: {_key}.source is {data_cfg(_name)['source']} but neither {_key}.root (an existing "
+            f"copy) nor {_key}.download (archive URLs and SHA-256 sums) is set"
+        )
+
+ARCHIVES = {name: dxcfg.download_archives(VIEWS[name]) for name in DATASETS}
+SYNTHESIZED = [n for n in DATASETS if data_generated(n) and data_cfg(n)["source"] == "synthetic"]
+DOWNLOADED = [n for n in DATASETS if data_generated(n) and data_cfg(n)["source"] != "synthetic"]
+# Kept for the rules that read the main dataset only (training, explanations).
 DATA_CFG = config["data"]
-DATA_ROOT = DATA_CFG["root"] or paths.generated_root(DATASET)
-DATA_GENERATED = DATA_CFG["root"] is None
-
-if not DATA_GENERATED and not Path(DATA_ROOT).is_dir():
-    raise WorkflowError(
-        f"Invalid config: data.root={DATA_ROOT!r} is not a folder; point it at your copy of the dataset "
-        "(for TrueFace and TrueFake the folder holding TrueFace_PreSocial/ and TrueFace_PostSocial/)"
-    )
-if DATA_GENERATED and DATA_CFG["source"] != "synthetic" and not DATA_CFG["download"]:
-    raise WorkflowError(
-        f"Invalid config: data.source is {DATA_CFG['source']} but neither data.root (an existing copy) nor "
-        "data.download (archive URLs and SHA-256 sums) is set"
-    )
-
-ARCHIVES = dxcfg.download_archives(config)
+DATA_ROOT = data_root(DATASET)
 
 # The code each rule's jobs run, as a parameter: Snakemake tracks no code of a shell rule by itself,
 # and re-runs a job whose parameters changed. code_digest(stage) hashes the source that decides
@@ -83,9 +106,15 @@ ARCHIVES = dxcfg.download_archives(config)
 from deepfake_xai.provenance import code_digest
 
 
-def stage_options(stage: str) -> str:
-    """The stage's options that come from the config, as shell words (declared in its module)."""
-    return wiring.command_line(stage, config)
+def stage_options(stage: str, dataset: str | None = None) -> str:
+    """The stage's options that come from the config (of ``dataset``: the main one by default), as
+    shell words (declared in its module)."""
+    return wiring.command_line(stage, VIEWS[dataset or DATASET])
+
+
+def dataset_options(stage: str):
+    """A params function: the stage's options for the job's {dataset}."""
+    return lambda wc: stage_options(stage, wc.dataset)
 
 
 def stage_speed(stage: str, option: str, model: str | None = None):
@@ -93,18 +122,20 @@ def stage_speed(stage: str, option: str, model: str | None = None):
     return wiring.speed_value(stage, config, option, model)
 
 
-def manifest_inputs() -> dict[str, str]:
+def manifest_inputs(wildcards) -> dict[str, str]:
     """The dataset root, and for the csv source its table (default labels.csv in the root)."""
-    inputs = {"root": DATA_ROOT}
-    if DATA_CFG["source"] == "csv" and DATA_CFG["table"]:
-        inputs["table"] = DATA_CFG["table"]
+    data = data_cfg(wildcards.dataset)
+    inputs = {"root": data_root(wildcards.dataset)}
+    if data["source"] == "csv" and data["table"]:
+        inputs["table"] = data["table"]
     return inputs
 
 
-def archive_files() -> list[str]:
+def archive_files(wildcards) -> list[str]:
     """The archives a generated dataset is extracted from."""
-    names = ["synthetic.tar"] if DATA_CFG["source"] == "synthetic" else list(ARCHIVES)
-    return [paths.archive(DATASET, name) for name in names]
+    name = wildcards.dataset
+    names = ["synthetic.tar"] if data_cfg(name)["source"] == "synthetic" else list(ARCHIVES[name])
+    return [paths.archive(name, a) for a in names]
 
 
 MODELS = list(config["models"])
@@ -116,10 +147,11 @@ COMPUTE = config["compute"]
 
 
 wildcard_constraints:
+    dataset="|".join(re.escape(d) for d in DATASETS),
     model="|".join(re.escape(m) for m in MODELS),
     train_set="|".join(dxcfg.train_sets_of(config)),
     test_set="|".join(dxcfg.test_sets_of(config)),
-    part="|".join(config["data"]["parts"]),
+    part="|".join(dict.fromkeys(p for v in VIEWS.values() for p in v["data"]["parts"])),
     cache=r"(native|r\d+)_c\d+",
 
 
@@ -220,6 +252,15 @@ def xai_report_files() -> list[str]:
     return [paths.xai_report(DATASET, n) for n in paths.XAI_REPORT_FILES] if xai_files() else []
 
 
+TRANSFER_CELLS = dxcfg.transfer_cells(config)
+
+
+def transfer_files() -> list[str]:
+    """Every cross-dataset cell (transfer: in the config)."""
+    return [paths.transfer_metrics(DATASET, t, m, tr, te) for t, m, tr, te in TRANSFER_CELLS]
+
+
 def all_targets() -> list[str]:
     """What `snakemake` with no target builds: every stage's final files for this config."""
-    return [paths.manifest(DATASET), *metrics_files(), *explain_files(), *xai_files(), *xai_report_files()]
+    return [paths.manifest(DATASET), *metrics_files(), *transfer_files(), *explain_files(), *xai_files(),
+            *xai_report_files()]

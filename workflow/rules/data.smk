@@ -1,21 +1,25 @@
-# Stage 1, data: generate or download the dataset, then the Parquet manifest with leakage-free splits.
+# Stage 1, data: generate or download each dataset, then its Parquet manifest with leakage-free splits.
+# One set of rules for every dataset the config names (the main one and the transfer datasets): the
+# {dataset} wildcard picks the data section.
 
 # Every generated dataset arrives as archives in resources/{dataset}/archives/ (the synthetic set as
 # one deterministic tar, TrueFace as your mirror's files): the archives are what DVC versions, and
 # one extraction path serves both.
-if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
+if SYNTHESIZED:
 
     rule synthesize:
         output:
-            paths.archive(DATASET, "synthetic.tar"),
+            paths.archive("{dataset}", "synthetic.tar"),
         params:
             code=code_digest("synth"),
             py=PY,
-            options=stage_options("synth"),
+            options=dataset_options("synth"),
         log:
-            f"{LOGS}/synthesize.log",
+            f"{paths.logs('{dataset}')}/synthesize.log",
         benchmark:
-            f"{BENCH}/synthesize.tsv"
+            f"{paths.benchmarks('{dataset}')}/synthesize.tsv"
+        wildcard_constraints:
+            dataset="|".join(re.escape(d) for d in SYNTHESIZED),
         threads: stage_speed("synth", "workers")
         conda:
             "../../environment.yml"
@@ -24,21 +28,22 @@ if DATA_GENERATED and DATA_CFG["source"] == "synthetic":
             "--workers {threads} > {log:q} 2>&1"
 
 
-if DATA_GENERATED and DATA_CFG["source"] != "synthetic":
+if DOWNLOADED:
 
     rule download:
         output:
-            paths.archive(DATASET, "{archive}"),
+            paths.archive("{dataset}", "{archive}"),
         params:
             py=PY,
-            url=lambda wc: ARCHIVES[wc.archive]["url"],
-            sha256=lambda wc: ARCHIVES[wc.archive]["sha256"],
+            url=lambda wc: ARCHIVES[wc.dataset][wc.archive]["url"],
+            sha256=lambda wc: ARCHIVES[wc.dataset][wc.archive]["sha256"],
         log:
-            f"{LOGS}/download/{{archive}}.log",
+            f"{paths.logs('{dataset}')}/download/{{archive}}.log",
         benchmark:
-            f"{BENCH}/download/{{archive}}.tsv"
+            f"{paths.benchmarks('{dataset}')}/download/{{archive}}.tsv"
         wildcard_constraints:
-            archive="|".join(re.escape(a) for a in ARCHIVES),
+            dataset="|".join(re.escape(d) for d in DOWNLOADED),
+            archive="|".join(re.escape(a) for d in DOWNLOADED for a in ARCHIVES[d]),
         conda:
             "../../environment.yml"
         shell:
@@ -46,20 +51,22 @@ if DATA_GENERATED and DATA_CFG["source"] != "synthetic":
             "--out {output:q} > {log:q} 2>&1"
 
 
-if DATA_GENERATED:
+if SYNTHESIZED or DOWNLOADED:
 
     rule extract:
         input:
-            archives=archive_files(),
+            archives=archive_files,
         output:
-            directory(DATA_ROOT),
+            directory(paths.generated_root("{dataset}")),
         params:
             code=code_digest("extract"),
             py=PY,
         log:
-            f"{LOGS}/extract.log",
+            f"{paths.logs('{dataset}')}/extract.log",
         benchmark:
-            f"{BENCH}/extract.tsv"
+            f"{paths.benchmarks('{dataset}')}/extract.tsv"
+        wildcard_constraints:
+            dataset="|".join(re.escape(d) for d in [*SYNTHESIZED, *DOWNLOADED]),
         conda:
             "../../environment.yml"
         shell:
@@ -68,20 +75,20 @@ if DATA_GENERATED:
 
 rule manifest:
     input:
-        **manifest_inputs(),
+        unpack(manifest_inputs),
     output:
-        manifest=paths.manifest(DATASET),
-        rejected=paths.rejected(DATASET),
-        summary=report(paths.manifest_summary(DATASET), caption="../report/manifest.rst",
+        manifest=paths.manifest("{dataset}"),
+        rejected=paths.rejected("{dataset}"),
+        summary=report(paths.manifest_summary("{dataset}"), caption="../report/manifest.rst",
                        category="1. Data", labels={"table": "manifest summary"}),
     params:
         code=code_digest("manifest"),
         py=PY,
-        options=stage_options("manifest"),
+        options=dataset_options("manifest"),
     log:
-        f"{LOGS}/manifest.log",
+        f"{paths.logs('{dataset}')}/manifest.log",
     benchmark:
-        f"{BENCH}/manifest.tsv"
+        f"{paths.benchmarks('{dataset}')}/manifest.tsv"
     threads: stage_speed("manifest", "workers")
     conda:
         "../../environment.yml"

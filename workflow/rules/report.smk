@@ -9,6 +9,7 @@ rule report:
         metrics=metrics_files(),
         train=[paths.train_summary(DATASET, m, tr) for m, tr in PAIRS],
         explain=explain_files() + xai_report_files(),
+        transfer=transfer_files(),
     output:
         tables_csv=[
             report(p, caption="../report/paper_table.rst", category="5. Paper tables",
@@ -32,6 +33,12 @@ rule report:
                    category="3. Evaluation", subcategory="confusion matrices", labels={"model": m})
             for m in GRID_MODELS
         ],
+        generalization_md=f"{REPORTS}/tables/generalization.md",
+        generalization_csv=report(f"{REPORTS}/tables/generalization.csv", caption="../report/generalization.rst",
+                                  category="3. Evaluation", labels={"table": "accuracy per generator"}),
+        transfer_md=f"{REPORTS}/tables/transfer.md",
+        transfer_csv=report(f"{REPORTS}/tables/transfer.csv", caption="../report/transfer.rst",
+                            category="3. Evaluation", labels={"table": "cross-dataset cells"}),
         readme=f"{REPORTS}/README.md",
     params:
         code=code_digest("report"),
@@ -49,5 +56,5 @@ rule report:
         "../../environment.yml"
     shell:
         "{params.py} -m deepfake_xai report --metrics {input.metrics:q} --train {input.train:q} "
-        "--explain {input.explain:q} --out-dir {params.out_dir:q} --results {params.results:q} "
+        "--explain {input.explain:q} --transfer {input.transfer:q} --out-dir {params.out_dir:q} --results {params.results:q} "
         "--config {params.config_files:q} {params.options} > {log:q} 2>&1"

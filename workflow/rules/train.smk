@@ -1,23 +1,24 @@
-# Stage 2, training: the decoded image cache, then one GPU job per (model, train set).
+# Stage 2, training: the decoded image cache (of every dataset: transfer datasets are cached for the
+# models that are tested on them), then one GPU job per (model, train set).
 
 
 rule cache:
     input:
-        manifest=paths.manifest(DATASET),
-        root=DATA_ROOT,
+        manifest=paths.manifest("{dataset}"),
+        root=lambda wc: data_root(wc.dataset),
     output:
-        npy=paths.cache_array(DATASET, "{cache}"),
-        index=paths.cache_index(DATASET, "{cache}"),
+        npy=paths.cache_array("{dataset}", "{cache}"),
+        index=paths.cache_index("{dataset}", "{cache}"),
     params:
         code=code_digest("cache"),
         py=PY,
-        options=stage_options("cache"),
+        options=dataset_options("cache"),
         resize=lambda wc: cache_params(wc)["resize"],
         center_crop=lambda wc: cache_params(wc)["center_crop"],
     log:
-        f"{LOGS}/cache/{{cache}}.log",
+        f"{paths.logs('{dataset}')}/cache/{{cache}}.log",
     benchmark:
-        f"{BENCH}/cache/{{cache}}.tsv"
+        f"{paths.benchmarks('{dataset}')}/cache/{{cache}}.tsv"
     threads: stage_speed("cache", "workers")
     resources:
         gpu=1 if str(COMPUTE["cache_jpeg_device"]).startswith("cuda") else 0,

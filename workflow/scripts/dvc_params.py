@@ -88,6 +88,48 @@ def _training(config: dict, ds: str) -> tuple[dict, dict, dict]:
     return caches, pairs, settings
 
 
+def _transfer(config: dict, ds: str, settings: dict) -> dict[str, dict]:
+    """The transfer datasets' archives, extractions, manifests and caches (each with its own options),
+    the predictions of their parts by the main dataset's models, and the cross-dataset cells."""
+    out = {k: {} for k in ("transfer_synthetic", "transfer_downloads", "transfer_extract", "transfer_manifest",
+                           "transfer_caches", "transfer_predict", "transfer_cells")}
+    for name in config["transfer"]:
+        view = dxcfg.transfer_view(config, name)
+        if view["data"]["root"] is not None:
+            raise SystemExit(f"error: transfer.{name}.data.root points at an unpacked copy; DVC versions archives, "
+                             "so list them under its data.download (or run this config with Snakemake)")
+        synthetic, downloads = _archives(view, name)
+        for key, entry in synthetic.items():
+            out["transfer_synthetic"][_key(name, key)] = {"dataset": name, "options": wiring.command_line("synth", view)}
+        for key, entry in downloads.items():
+            out["transfer_downloads"][_key(name, key)] = {"dataset": name, **entry}
+        names = [e["name"] for e in (*synthetic.values(), *downloads.values())]
+        out["transfer_extract"][name] = {"archives": " ".join(shlex.quote(paths.archive(name, n)) for n in names)}
+        out["transfer_manifest"][name] = {"options": wiring.command_line("manifest", view)}
+    for name, model, train_set in dxcfg.transfer_jobs(config):
+        view = dxcfg.transfer_view(config, name)
+        s = settings[model]
+        cache = dxcfg.cache_name(s)
+        out["transfer_caches"][_key(name, cache)] = {
+            "dataset": name, "cache": cache, "resize": "none" if s["resize"] is None else s["resize"],
+            "center_crop": s["center_crop"], "options": wiring.command_line("cache", view)}
+        predicted = sets.predicted_sets(view["test_sets"], view["data"]["parts"])
+        files = [paths.transfer_predictions(ds, name, model, train_set, t) for t in predicted]
+        combined = sets.COMBINED in predicted
+        out["transfer_predict"][_key(name, model, train_set)] = {
+            "target": name, "model": model, "train_set": train_set, "cache": cache, "settings_json": _json(s),
+            "parts": " ".join(p for p in predicted if p != sets.COMBINED),
+            "outs": " ".join(files[:-1] if combined else files),
+            "combined": f"--combined {files[-1]}" if combined else "",
+            "options": wiring.command_line("predict", view)}
+        for test_set in view["test_sets"]:
+            out["transfer_cells"][_key(name, model, train_set, test_set)] = {
+                "target": name, "model": model, "train_set": train_set, "test_set": test_set,
+                "predictions": paths.transfer_predictions(ds, name, model, train_set, test_set),
+                "out": paths.transfer_metrics(ds, name, model, train_set, test_set)}
+    return out
+
+
 def _explanations(config: dict, ds: str, pairs: dict) -> tuple[dict, dict, dict]:
     """The explained cells, the montages per (train set, test set) and activation maximization per model."""
     cells = dxcfg.explain_cells(config)
@@ -104,7 +146,8 @@ def _explanations(config: dict, ds: str, pairs: dict) -> tuple[dict, dict, dict]
     return explain, montages, actmax
 
 
-def _reports(config: dict, ds: str, configs: list[str], montages: dict, actmax: dict, xai_cells: dict):
+def _reports(config: dict, ds: str, configs: list[str], montages: dict, actmax: dict, xai_cells: dict,
+             transfer_cells: dict):
     """The report's inputs, and the explanation-quality report's (none when xai is off)."""
     report = {
         "metrics": " ".join(paths.metrics(ds, m, tr, te) for m, tr, te in dxcfg.cells(config)),
@@ -112,6 +155,9 @@ def _reports(config: dict, ds: str, configs: list[str], montages: dict, actmax: 
         "explain": " ".join([*(paths.montages(ds, e["train_set"], e["test_set"]) for e in montages.values()),
                              *(paths.actmax(ds, e["model"], e["train_set"]) for e in actmax.values())]),
         "config": " ".join(configs),
+        "transfer": " ".join(c["out"] for c in transfer_cells.values()),
+        # dvc.yaml cannot drop a dependency by a condition (as for xai below)
+        "transfer_dep": paths.transfers(ds) if transfer_cells else f"results/{ds}/models",
     }
     first = next(iter(xai_cells.values()), None)
     # dvc.yaml cannot drop a stage or a dependency by a condition: with xai off, the xai and xai_report
@@ -139,7 +185,8 @@ def build(config: dict, configs: list[str]) -> dict:
     cells = {_key(m, tr, te): {"model": m, "train_set": tr, "test_set": te} for m, tr, te in dxcfg.cells(config)}
     explain, montages, actmax = _explanations(config, ds, pairs)
     xai_cells = explain if config["xai"]["enabled"] else {}
-    report, xai_reports = _reports(config, ds, configs, montages, actmax, xai_cells)
+    transfer = _transfer(config, ds, settings)
+    report, xai_reports = _reports(config, ds, configs, montages, actmax, xai_cells, transfer["transfer_cells"])
     n = config["compute"]["gpus_per_job"]
     launcher = "python -m deepfake_xai" if n <= 1 else f"torchrun --standalone --nproc_per_node {n} -m deepfake_xai"
     return {
@@ -148,6 +195,7 @@ def build(config: dict, configs: list[str]) -> dict:
         "caches": caches, "pairs": pairs, "cells": cells, "settings": settings, "launcher": launcher,
         "explain_cells": explain, "montages": montages, "actmax": actmax,
         "report": report, "xai_cells": xai_cells, "xai_reports": xai_reports,
+        **transfer,
         "speed": wiring.speed_section(config),
     }
 

@@ -85,9 +85,13 @@ class Reader:
 
     @classmethod
     def from_config(cls, data: dict) -> Reader:
-        """The reader of a config's data section (``source``, ``platforms``, ``generators``)."""
-        return cls(data.get("source", "trueface"), known.platforms(data.get("platforms")),
-                   known.generators(data.get("generators")))
+        """The reader of a config's data section (``source``, ``platforms``, ``generators``); the
+        synthetic set is read in the layout it was written in (``data.synthetic.layout``)."""
+        source = data.get("source", "trueface")
+        if source == "synthetic":
+            layout_name = data.get("layout") or (data.get("synthetic") or {}).get("layout")
+            source = "folders" if layout_name == "folders" else "trueface"
+        return cls(source, known.platforms(data.get("platforms")), known.generators(data.get("generators")))
 
     @cached_property
     def platform_folders(self) -> dict[str, str]:
@@ -198,7 +202,7 @@ def _parse_folders(rel: PurePosixPath, reader: Reader) -> PathInfo:
     else:
         generator = "real" if kind == "real" else "unknown"
     psi = None
-    for comp in groups[1:]:
+    for comp in [*groups[1:], *parts[c + 1:-1]]:
         m = _PSI.search(comp)
         if m:
             psi = float(m.group(1))

@@ -13,8 +13,10 @@ can be scored for localization.
   cue, mismatched eyes (one iris of another colour and size), whose box is recorded in
   ``evidence.csv`` (normalized x0, y0, x1, y1).
 - "Diffusion" fakes (a second family, another trace): drawn at full size with no upsampling (no
-  checkerboard, no periodic peaks), over-smoothed by a Gaussian low-pass (a denoiser's output) and
-  given a noise residual shaped into a mid-frequency band (a ring in the spectrum, not peaks). A
+  checkerboard, no periodic peaks) with a camera-like noise floor, over-smoothed by a Gaussian
+  low-pass (a denoiser's output: less energy than a camera's in the middle band) and given a noise
+  residual shaped by a difference of Gaussians (the top band restored, spread over a ring, not in
+  peaks). A
   detector that learned the GAN trace alone need not recognize them: the hold-out cell's question.
 - Post-social copies of a subset of the pre-social images go through the social-platform simulator.
 
@@ -83,6 +85,9 @@ class SynthConfig:
     shared_fraction: float = 0.5
     fingerprint_strength: float = 2.0
     workers: int = 1
+    # trueface: TrueFace_PreSocial + TrueFace_PostSocial/<Platform>; folders: the CNNDetection/ForenSynths
+    # convention <generator>/0_real|1_fake/... (no shared copies; reals spread over the generators' folders)
+    layout: str = "trueface"
     platforms: dict[str, Platform] = field(default_factory=lambda: {p.name: p for p in iter_profiles(None)})
 
     @classmethod
@@ -258,15 +263,18 @@ def _gaussian(arr: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _diffusion(arr: np.ndarray, out_size: int, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Diffusion-like path: full-size rendering, a low-pass over-smoothing, then a band-pass noise
-    residual (difference of Gaussians of white noise: a mid-frequency ring, no periodic peaks)."""
+    """Diffusion-like path: an anti-aliased full-size rendering with camera-like sensor noise (a model
+    trained on photos reproduces their noise floor), over-smoothed by a low-pass (a denoiser's last
+    step), then a band-pass residual (difference of Gaussians of white noise: a high-frequency ring,
+    no periodic peaks)."""
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-    full = np.asarray(img.resize((out_size, out_size), Image.Resampling.BICUBIC), dtype=np.float64)
-    smooth = _gaussian(full, 0.9)
+    full = np.asarray(img.resize((out_size, out_size), Image.Resampling.LANCZOS), dtype=np.float64)
+    noisy = full + rng.standard_normal(full.shape) * np.sqrt(rng.uniform(1.0, 3.0) ** 2 + rng.uniform(0.02, 0.06) * full)
+    smooth = _gaussian(noisy, 0.7)
     white = rng.standard_normal((out_size, out_size, 1))
-    band = _gaussian(white, 0.6) - _gaussian(white, 1.5)
+    band = _gaussian(white, 0.5) - _gaussian(white, 1.0)
     band /= band.std() + 1e-12
-    return smooth + 1.5 * strength * band * np.array([1.0, 0.9, 1.05]) + rng.standard_normal(smooth.shape) * 0.3
+    return smooth + 3.0 * strength * band * np.array([1.0, 0.9, 1.05])
 
 
 def make_image(cfg: SynthConfig, generator: str, psi: float | None, index: int):
@@ -312,7 +320,14 @@ def _write_one(args) -> list[tuple[str, tuple | None]]:
     rel_dir = layout.class_dir(generator, psi)
     stem = _stem(generator, index)
     rows = []
-    rel = f"{layout.platform_root(None)}/{rel_dir}/{stem}.png"
+    if cfg.layout == "folders":
+        fakes = [g for g in FAKE_GENERATORS if cfg.fake.get(g)] or ["stylegan"]
+        group = fakes[index % len(fakes)] if generator == "ffhq" else generator
+        rel = (f"{group}/0_real/{stem}.png" if generator == "ffhq"
+               else f"{group}/1_fake/{layout.psi_folder(generator, psi)}/{stem}.png")
+        shared = False
+    else:
+        rel = f"{layout.platform_root(None)}/{rel_dir}/{stem}.png"
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     _write(root / rel, buf.getvalue())

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..io import write_text
 from . import figures
+from .generalization import GENERALIZATION_FILES, TRANSFER_FILES, write_generalization
 from .tables import ReportInputError, build_tables, display, load_metrics, load_train_summaries, write_tables
 
 
@@ -40,6 +41,7 @@ def report_files(out_dir: str | Path, models: list[str]) -> list[str]:
     files = [out / "tables" / f"table{n}.{ext}" for n in (1, 2, 3, 4) for ext in ("md", "csv", "tex")]
     files += [out / "tables" / "matrices.md", out / "tables" / "matrices.csv",
               out / "figures" / "training_curves.png"]
+    files += [out / "tables" / name for name in (*GENERALIZATION_FILES, *TRANSFER_FILES)]
     files += [out / "figures" / f"{kind}_{m}.png" for m in models for kind in ("matrix", "confusion")]
     return [str(f) for f in files + [out / "README.md"]]
 
@@ -48,7 +50,8 @@ def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[s
                  out_dir: str | Path, dataset: str, models: list[str], train_sets: list[str],
                  test_sets: list[str], config_files: Iterable[str | Path] = (),
                  results_dir: str | Path | None = None, explain_files: Iterable[str | Path] = (),
-                 paper_csv: str | Path | None = None) -> list[Path]:
+                 paper_csv: str | Path | None = None, transfer_files: Iterable[str | Path] = (),
+                 families: dict[str, str] | None = None) -> list[Path]:
     """Write tables/, figures/ and README.md under ``out_dir`` from the given stage outputs only."""
     from .tables import paper_rows
 
@@ -66,6 +69,8 @@ def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[s
                           train_pattern=f"{results}/models/{{model}}/{{train_set}}/train.json")
     written = write_tables(tables, out_dir / "tables")
     written += figures.write_matrices(metrics, models, train_sets, test_sets, out_dir / "tables")
+    transfer_files = list(transfer_files)
+    written += write_generalization(metrics_files, summaries, transfer_files, out_dir / "tables", families or {})
     figs = out_dir / "figures"
     logs = {key: Path(s["_path"]).with_name("log.csv") for key, s in summaries.items()}
     written.append(figures.training_curves_figure(logs, figs / "training_curves.png"))
@@ -112,7 +117,11 @@ def readme_text(*, tables, summaries: dict, n_cells: int, out_dir: Path, dataset
         lines.append(f"- {t.title}: [md](tables/table{t.number}.md), [csv](tables/table{t.number}.csv), "
                      f"[tex](tables/table{t.number}.tex); {n_total - n_missing} of {n_total} cells built")
     lines += ["- Every train set x test set cell (accuracy, F1, AUC): [md](tables/matrices.md), "
-              "[csv](tables/matrices.csv)", "",
+              "[csv](tables/matrices.csv)",
+              "- Accuracy per generator, held-out generators marked: [md](tables/generalization.md), "
+              "[csv](tables/generalization.csv)",
+              "- Cross-dataset cells (models tested on other datasets): [md](tables/transfer.md), "
+              "[csv](tables/transfer.csv)", "",
               "## Figures", "",
               "- Training curves: [figures/training_curves.png](figures/training_curves.png)"]
     for m in models:

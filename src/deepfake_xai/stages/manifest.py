@@ -16,6 +16,14 @@ EXAMPLE = ("deepfake-xai manifest --root resources/synthetic/data --dataset synt
 MANIFEST_KEYS = ("source", "table", "parts", "platforms", "generators", "splits", "max_rejected_fraction",
                  "max_unpartnered_fraction", "ignore", "verify")
 
+def manifest_config(data: dict) -> dict:
+    """The data section's keys that decide the manifest, and the synthetic set's layout."""
+    out = {k: data[k] for k in MANIFEST_KEYS}
+    if data["source"] == "synthetic":
+        out["layout"] = data["synthetic"]["layout"]
+    return out
+
+
 OPTIONS = (
     Option("--root", "the dataset root", required=True),
     Option("--dataset", "dataset name stored in the manifest", required=True, config="dataset"),
@@ -23,7 +31,7 @@ OPTIONS = (
     Option("--rejected", "rejected.parquet", required=True),
     Option("--summary", "summary CSV (platform x label x split)", required=True),
     Option("--config-json", "the data config section as JSON", type=json_object,
-           config=lambda c: {k: c["data"][k] for k in MANIFEST_KEYS}),
+           config=lambda c: manifest_config(c["data"])),
     Option("--require-test-parts", "platform parts that must have test images (the configured test sets)",
            nargs="*", default=[], config=lambda c: parts_of(c["test_sets"], c["data"]["parts"])),
     Option("--workers", "processes reading the images (default: the config's workers, else 4)", type=int,

@@ -21,6 +21,7 @@ OPTIONS = (
     Option("--model", "recorded in the JSON"),
     Option("--train-set", "recorded in the JSON"),
     Option("--test-set", "recorded in the JSON"),
+    Option("--test-dataset", "recorded in the JSON: the dataset of a cross-dataset cell's test set"),
 )
 
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> None:
     preds = read_prediction_arrays(args.predictions)
     metrics = compute_metrics(preds, threshold=args.threshold, n_boot=args.bootstrap, seed=args.seed)
     metrics.update({k: v for k, v in (("model", args.model), ("train_set", args.train_set),
-                                      ("test_set", args.test_set)) if v})
+                                      ("test_set", args.test_set), ("test_dataset", args.test_dataset)) if v})
     write_json(args.out, metrics)
     ci = metrics["ci95"]["accuracy"]
     ci_txt = f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""

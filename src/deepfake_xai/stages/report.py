@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .spec import Option
+from .spec import Option, json_object
 
 
 def _grid_models(config: dict) -> list[str]:
@@ -19,6 +19,16 @@ def _grid_train_sets(config: dict) -> list[str]:
     from ..config import grid_axes
 
     return grid_axes(config)[1]
+
+
+def _families(config: dict) -> dict[str, str]:
+    """Each generator's family (real, gan, diffusion, other): the known ones and every dataset's own."""
+    from ..names import generators
+
+    out = {}
+    for data in [config["data"], *(t["data"] for t in (config.get("transfer") or {}).values())]:
+        out.update({name: g.family for name, g in generators(data.get("generators")).items()})
+    return dict(sorted(out.items()))
 
 
 HELP = "the paper's tables beside this run's, figures and a README"
@@ -38,6 +48,9 @@ OPTIONS = (
     Option("--results", "results folder named for missing cells (default results/DATASET)"),
     Option("--explain", "heatmap outputs to link from the README", nargs="*", default=[]),
     Option("--paper", "the paper's tables CSV (default: the copy shipped in the package)"),
+    Option("--transfer", "cross-dataset metrics files (the transfer table)", nargs="*", default=[]),
+    Option("--families-json", "each generator's family, for the per-generator table", type=json_object,
+           config=_families),
 )
 
 
@@ -49,7 +62,8 @@ def run(args: argparse.Namespace) -> None:
         written = build_report(metrics_files=args.metrics, train_files=args.train, out_dir=args.out_dir,
                                dataset=args.dataset, models=args.models, train_sets=args.train_sets,
                                test_sets=args.test_sets, config_files=args.config, results_dir=args.results,
-                               explain_files=args.explain, paper_csv=args.paper)
+                               explain_files=args.explain, paper_csv=args.paper, transfer_files=args.transfer,
+                               families=args.families_json or {})
     except ReportInputError as err:
         raise SystemExit(f"error: {err}") from None
     print(f"{len(written)} report files -> {args.out_dir} (start at {Path(args.out_dir) / 'README.md'})")

@@ -19,7 +19,8 @@ def generator_config(config: dict) -> dict:
     section = {k: v for k, v in config["data"]["synthetic"].items() if k not in ("workers", "platforms")}
     table = platforms(config["data"]["platforms"])
     shared = {}
-    for name in config["data"]["synthetic"]["platforms"]:
+    names = [] if section.get("layout") == "folders" else config["data"]["synthetic"]["platforms"]  # no copies
+    for name in names:
         p = table[name]
         shared[name] = {"folders": list(p.folders), "suffix": p.suffix, "extension": p.extension, **p.profile()}
     return {**section, "platforms": shared}
