@@ -255,6 +255,13 @@ def xai_report_files() -> list[str]:
 TRANSFER_CELLS = dxcfg.transfer_cells(config)
 
 
+def transfer_cache(wildcards) -> dict[str, str]:
+    """The transfer dataset's cache in the model's preprocessing."""
+    name = cache_name(wildcards.model)
+    return {"cache_npy": paths.cache_array(wildcards.target, name),
+            "cache_index": paths.cache_index(wildcards.target, name)}
+
+
 def transfer_files() -> list[str]:
     """Every cross-dataset cell (transfer: in the config)."""
     return [paths.transfer_metrics(DATASET, t, m, tr, te) for t, m, tr, te in TRANSFER_CELLS]

@@ -3,18 +3,6 @@
 # manifest and cache, the model's training (on the main dataset, if missing) and nothing else.
 
 
-def transfer_cache(wildcards) -> dict[str, str]:
-    """The transfer dataset's cache in the model's preprocessing."""
-    name = cache_name(wildcards.model)
-    return {"cache_npy": paths.cache_array(wildcards.target, name),
-            "cache_index": paths.cache_index(wildcards.target, name)}
-
-
-def transfer_parts(target: str) -> list[str]:
-    """The transfer dataset's parts its test sets use (combined uses all)."""
-    return sets.parts_of(config["transfer"][target]["test_sets"], data_cfg(target)["parts"])
-
-
 rule transfer_predict:
     # One job per part: the parts of a transfer dataset are its own (a rule's outputs cannot vary by
     # wildcard), and a cross-dataset cell is cheap beside a training.

@@ -99,7 +99,7 @@ def _transfer(config: dict, ds: str, settings: dict) -> dict[str, dict]:
             raise SystemExit(f"error: transfer.{name}.data.root points at an unpacked copy; DVC versions archives, "
                              "so list them under its data.download (or run this config with Snakemake)")
         synthetic, downloads = _archives(view, name)
-        for key, entry in synthetic.items():
+        for key in synthetic:
             out["transfer_synthetic"][_key(name, key)] = {"dataset": name, "options": wiring.command_line("synth", view)}
         for key, entry in downloads.items():
             out["transfer_downloads"][_key(name, key)] = {"dataset": name, **entry}
