@@ -268,7 +268,7 @@ def test_speed_file_fills_only_what_the_command_line_leaves_unset(tmp_path):
     written = wiring.speed_section(dxcfg.load([str(REPO / "config/config.yaml")]))
     parser_speed = {c: set(build_parser().parse_args([c, *_required(c)]).speed_options) for c in written}
     assert {c: set(o) for c, o in written.items()} == parser_speed
-    assert set(written) == {"synth", "manifest", "cache", "train", "explain-cell", "actmax", "xai-cell"}
+    assert set(written) == {"synth", "manifest", "cache", "train", "predict", "explain-cell", "actmax", "xai-cell"}
 
     speed = tmp_path / "params.yaml"
     speed.write_text(yaml.safe_dump({"speed": {"train": {"threads": 3, "loader_workers": {"m": 4}},

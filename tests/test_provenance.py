@@ -55,7 +55,7 @@ def test_digest_changes_exactly_for_the_commands_whose_code_changed(package_copy
     assert first == {c: provenance.code_digest(c) for c in first}  # a copy elsewhere: the same digests
     (root / "sets.py").touch()  # touched, not changed
     (root / "report/data/paper_tables.csv~").write_text("an editor's backup")
-    _edit(root / "cli.py", '"predictions of a trained model on test parts"', '"predict"')  # the dispatcher
+    _edit(root / "cli.py", '"verdict and heatmap panel for one image"', '"a verdict"')  # the dispatcher
     _edit(root / "stages/train.py", '"train one model on one train set"', '"train a model"')  # help texts only
     _edit(root / "stages/train.py", '"the config\'s name for the model', '"the model\'s name')
     _edit(root / "stages/train.py", 'EXAMPLE = ("deepfake-xai train', 'EXAMPLE = ("deepfake-xai  train')
@@ -76,8 +76,8 @@ def test_digest_changes_exactly_for_the_commands_whose_code_changed(package_copy
     assert last["explain-cell"] != again["explain-cell"] and last["metrics"] == again["metrics"]
 
 
-COMMANDS = ("synth", "extract", "manifest", "cache", "train", "metrics", "explain-cell", "montage", "actmax",
-            "xai-cell", "xai-report", "report")
+COMMANDS = ("synth", "extract", "manifest", "cache", "train", "predict", "pool", "metrics", "explain-cell",
+            "montage", "actmax", "xai-cell", "xai-report", "report")
 
 IMPORT_EACH_COMMAND = """
 import ast, json, sys
@@ -126,4 +126,4 @@ def test_every_rule_that_runs_a_stage_tracks_that_stages_code():
                 tracked = re.search(r'code=code_digest\("([\w-]+)"\)', block)
                 rules[m.group(1)] = (stage.group(1), tracked and tracked.group(1))
     assert rules.pop("download") == ("download", None)  # pinned by its checksum: no code re-downloads it
-    assert len(rules) == 12 and all(cmd == tracked for cmd, tracked in rules.values()), rules
+    assert len(rules) == 15 and all(cmd == tracked for cmd, tracked in rules.values()), rules

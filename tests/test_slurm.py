@@ -21,7 +21,7 @@ from conftest import REPO, copy_repo
 pytestmark = pytest.mark.workflow
 
 CELL = "results/tiny/metrics/mnasnet_100/presocial/presocial.json"
-GPU_RULES = ("train", "explain", "actmax", "xai_metrics")
+GPU_RULES = ("train", "explain", "actmax", "xai_metrics", "transfer_predict")
 
 
 def _free_port() -> int:

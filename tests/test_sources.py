@@ -243,3 +243,36 @@ def test_a_protocol_trains_on_the_reals_and_the_listed_fakes_only(synth_root):
     cfg = {"protocols": {"gans": {"families": ["gan"]}}, "data": {"generators": {}}}
     assert {"stylegan", "stylegan2", "stylegan3"} <= set(dxcfg.protocol_rows(cfg, "gans")["generators"])
     assert "diffusion" not in dxcfg.protocol_rows(cfg, "gans")["generators"]
+
+
+def test_doctor_walks_a_configured_root_and_counts_its_parts_and_generators(four_platform_root, tmp_path):
+    """doctor reads a root as the manifest would (no image opened): every part and generator with its
+    count, and a layout that fits no source named by path, before a long run finds out."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    files = _files(four_platform_root)
+    def doctor(data: dict) -> str:
+        cfg = tmp_path / "doctor.yaml"
+        cfg.write_text(yaml.safe_dump({"dataset": "mine", "data": data}))
+        proc = subprocess.run([sys.executable, "-m", "deepfake_xai.cli", "doctor", "--config", str(cfg),
+                               "--results", str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=120)
+        return next(line for line in proc.stdout.splitlines() if "] dataset:" in line)
+
+    line = doctor({"source": "trueface", "root": str(four_platform_root)})
+    counts = pd.Series([parse_path(f).platform for f in files]).value_counts()
+    assert line.startswith("[OK  ]") and f"{len(files)} files" in line
+    for part in ("presocial", "facebook", "telegram", "twitter", "whatsapp"):
+        assert f"{part} {counts[part]}" in line  # each part counted from the paths themselves
+    assert "diffusion" in line and "stylegan2" in line
+    line = doctor({"source": "trueface", "root": str(four_platform_root),
+                   "platforms": {"myspace": {"folders": ["MySpace"], "suffix": "_MS", "extension": ".jpg"}},
+                   "parts": ["presocial", "facebook", "telegram", "twitter", "whatsapp", "myspace"]})
+    assert line.startswith("[WARN]") and "myspace" in line
+    fs = tmp_path / "fs"
+    _forensynths(four_platform_root, fs)
+    line = doctor({"source": "trueface", "root": str(fs)})
+    assert line.startswith("[FAIL]") and "do not fit the trueface layout" in line
+    assert doctor({"source": "folders", "root": str(fs)}).startswith("[OK  ]")

@@ -404,6 +404,20 @@ def _tables(root: Path, parsed: list, results: list) -> tuple[pd.DataFrame, list
     return manifest[~dup].reset_index(drop=True), rejected
 
 
+def survey(root: str | Path, *, reader: Reader | None = None, ignore: list[str] | None = None,
+           table: str | Path | None = None) -> list[tuple[Path, PathInfo]]:
+    """Each file the manifest would read (path relative to ``root``) with its place in the layout,
+    without opening an image: what ``build_manifest`` starts from and ``doctor`` reports."""
+    root = Path(root)
+    reader = reader or _DEFAULT_READER
+    if reader.source == "csv":
+        if not root.is_dir():
+            raise ManifestError(f"dataset root {root} does not exist: set data.root to the folder the table's "
+                                "paths are relative to")
+        return _table_rows(root, Path(table) if table else root / "labels.csv", reader)
+    return _parsed(root, _listed_files(root, ignore or []), reader)
+
+
 def build_manifest(
     root: str | Path,
     *,
@@ -429,15 +443,8 @@ def build_manifest(
     """
     root = Path(root)
     reader = reader or _DEFAULT_READER
-    if reader.source == "csv":
-        if not root.is_dir():
-            raise ManifestError(f"dataset root {root} does not exist: set data.root to the folder the table's "
-                                "paths are relative to")
-        parsed = _table_rows(root, Path(table) if table else root / "labels.csv", reader)
-        files = [rel for rel, _ in parsed]
-    else:
-        files = _listed_files(root, ignore or [])
-        parsed = _parsed(root, files, reader)
+    parsed = survey(root, reader=reader, ignore=ignore, table=table)
+    files = [rel for rel, _ in parsed]
     if parts is not None:
         extra = sorted({info.platform for _, info in parsed} - set(parts))
         if extra:
