@@ -199,7 +199,8 @@ def test_each_dvc_stage_depends_on_the_code_its_command_runs():
                               + "\n".join(f"- {f}" for f in sorted(want)))
         checked.add(stage.name.split("@")[0])
     assert checked == {"synthesize", "extract", "manifest", "cache", "train", "metrics", "explain", "montage",
-                       "actmax", "xai", "xai_report", "report"}
+                       "actmax", "xai", "xai_report", "report", "transfer_synthesize", "transfer_extract",
+                       "transfer_manifest", "transfer_cache", "transfer_predict", "transfer_metrics"}
     download = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["download"]["do"]
     assert "deps" not in download
 

@@ -62,7 +62,7 @@ def test_the_lab_trueface_layout_gives_five_parts_and_keeps_its_folder_splits(fo
         test = int(parse_path(rel).source_id.rsplit("/", 1)[-1]) % 4 == 0
         _copy(four_platform_root / rel, root / ("Test" if test else "Train") / rel)
     wd = _workdir(tmp_path, _config("lab", {"source": "trueface", "root": str(root)}))
-    run_snakemake(wd, "--cores", "2", "--configfile", "cfg.yaml", "results/lab/manifest.parquet")
+    run_snakemake(wd, "--cores", "2", "results/lab/manifest.parquet", "--configfile", "cfg.yaml")
     m = pd.read_parquet(wd / "results/lab/manifest.parquet")
     assert list(dict.fromkeys(m["platform"])) and set(m["platform"]) == {
         "presocial", "facebook", "telegram", "twitter", "whatsapp"}
@@ -133,7 +133,7 @@ def test_each_source_goes_through_the_manifest_and_one_cell(four_platform_root, 
     build(four_platform_root, root)
     wd = _workdir(tmp_path, _config(source, {"source": source, "root": str(root)}))
     cell = f"results/{source}/metrics/mnasnet_100/presocial/presocial.json"
-    run_snakemake(wd, "--cores", "2", "--configfile", "cfg.yaml", cell)
+    run_snakemake(wd, "--cores", "2", cell, "--configfile", "cfg.yaml")
     m = pd.read_parquet(wd / f"results/{source}/manifest.parquet")
     assert set(m["generator"]) == generators
     assert (m.groupby("source_id")["split"].nunique() == 1).all()
@@ -159,7 +159,7 @@ def test_a_cross_dataset_cell_plans_no_training_of_the_other_dataset_and_builds(
         transfer={"fs": {"data": {"source": "folders", "root": str(other)}}})
     wd = _workdir(tmp_path, config)
     cell = "results/main/transfer/fs/metrics/mnasnet_100/presocial/presocial.json"
-    dry = run_snakemake(wd, "-n", "--cores", "1", "--configfile", "cfg.yaml", cell).stdout
+    dry = run_snakemake(wd, "-n", "--cores", "1", cell, "--configfile", "cfg.yaml").stdout
     from test_workflow import planned_jobs
 
     assert planned_jobs(dry) == sorted([
@@ -170,7 +170,7 @@ def test_a_cross_dataset_cell_plans_no_training_of_the_other_dataset_and_builds(
         ("transfer_predict", "results/main/transfer/fs/predictions/mnasnet_100/presocial/presocial.parquet"),
         ("transfer_metrics", cell),
     ])
-    run_snakemake(wd, "--cores", "2", "--configfile", "cfg.yaml", cell)
+    run_snakemake(wd, "--cores", "2", cell, "--configfile", "cfg.yaml")
     metrics = json.loads((wd / cell).read_text())
     fs = pd.read_parquet(wd / "results/fs/manifest.parquet")
     assert metrics["test_dataset"] == "fs" and metrics["n"] == int((fs["split"] == "test").sum())
@@ -183,10 +183,10 @@ def test_a_cross_dataset_cell_plans_no_training_of_the_other_dataset_and_builds(
 def test_a_layout_that_fits_no_source_names_a_path_and_the_source(four_platform_root, tmp_path):
     root = tmp_path / "fs"
     _forensynths(four_platform_root, root)
-    with pytest.raises(ManifestError, match="do not fit the trueface layout.*not below a TrueFace_PreSocial"
+    with pytest.raises(ManifestError, match="(?s)do not fit the trueface layout.*not below a TrueFace_PreSocial"
                        ".*another data.source"):
         build_manifest(root, progress=False)
-    with pytest.raises(ManifestError, match="do not fit the folders layout.*0_real/1_fake"):
+    with pytest.raises(ManifestError, match="(?s)do not fit the folders layout.*0_real/1_fake"):
         build_manifest(four_platform_root / "TrueFace_PreSocial" / "Real", progress=False, reader=Reader("folders"))
 
 

@@ -123,12 +123,12 @@ def test_predictions_cover_each_test_part_and_pool(prepared, tmp_path):
         pool([preds["presocial"], preds["presocial"]])
 
 
-def test_combined_from_fewer_than_four_parts_is_refused_before_training(prepared, tmp_path):
+def test_combined_from_fewer_parts_than_the_dataset_has_is_refused_before_training(prepared, tmp_path):
     cmd = _train_cmd(prepared, tmp_path / "out", tiny_settings(epochs=1)) + [
         "--parts", "presocial", "twitter", "--predictions", str(tmp_path / "p.parquet"), str(tmp_path / "t.parquet"),
         "--combined", str(tmp_path / "c.parquet")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "--combined pools all four parts" in proc.stderr
+    assert proc.returncode != 0 and "--combined pools every part of the dataset" in proc.stderr
     assert "presocial twitter" in proc.stderr and not (tmp_path / "out").exists()  # nothing trained
 
 
