@@ -256,7 +256,7 @@ def test_doctor_walks_a_configured_root_and_counts_its_parts_and_generators(four
     files = _files(four_platform_root)
     def doctor(data: dict) -> str:
         cfg = tmp_path / "doctor.yaml"
-        cfg.write_text(yaml.safe_dump({"dataset": "mine", "data": data}))
+        cfg.write_text(yaml.safe_dump({"dataset": "mine", "data": data, "models": {"mnasnet_100": None}}))
         proc = subprocess.run([sys.executable, "-m", "deepfake_xai.cli", "doctor", "--config", str(cfg),
                                "--results", str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=120)
         return next(line for line in proc.stdout.splitlines() if "] dataset:" in line)
