@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .names import platforms
+from .registry import ModelError
 from .stages import plumbing
 from .stages.spec import Option, build, weights_inputs
 from .stages.wiring import DAG_STAGES, module_name
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     plumbing.claim_gpu(args)
     try:
         args.func(args)
-    except FileNotFoundError as err:  # a wrong path given: the message names it, no traceback
+    except (FileNotFoundError, ModelError) as err:  # a wrong path, layer or weights file: named, no traceback
         raise SystemExit(f"error: {err}") from None
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .registry import REGISTRY, ModelInfo, UnknownModelError, check_arch, info
+from .registry import REGISTRY, ModelError, ModelInfo, UnknownModelError, check_arch, info
 
 __all__ = ["NUM_CLASSES", "REGISTRY", "ModelInfo", "UnknownModelError", "check_arch", "info", "create_model",
-           "read_state_dict", "load_backbone", "count_parameters", "get_module", "pooled_feature_layer"]
+           "read_state_dict", "load_backbone", "count_parameters", "get_module", "pooled_feature_layer", "ModelError",
+           "model_of", "check_input_size"]
 
 NUM_CLASSES = 2  # 0 real, 1 fake
 
@@ -25,20 +26,45 @@ def create_model(
     num_classes: int = NUM_CLASSES,
     pretrained: bool = False,
     pretrained_file: str | Path | None = None,
+    model_args: dict | None = None,
 ) -> nn.Module:
     """A timm model with a ``num_classes`` head.
 
-    ``pretrained=True`` uses timm's own download (needs internet). ``pretrained_file`` loads local
-    weights (safetensors, or a PyTorch file read with ``weights_only=True``); tensors whose shape
-    does not match (the 1000-class ImageNet head) are skipped and the new head keeps its init.
+    ``pretrained=True`` uses timm's own download (needs internet; the workflow's ``pretrained``
+    stage does it once, training jobs read its file). ``pretrained_file`` loads local weights
+    (safetensors, or a PyTorch file read with ``weights_only=True``); tensors whose shape does not
+    match (the 1000-class ImageNet head) are skipped and the new head keeps its init.
+    ``model_args``: timm's keyword arguments of the architecture (a ViT's ``img_size``, ``patch_size``).
     """
     import timm
 
     check_arch(arch)
-    model = timm.create_model(arch, pretrained=pretrained and not pretrained_file, num_classes=num_classes)
+    try:
+        model = timm.create_model(arch, pretrained=pretrained and not pretrained_file, num_classes=num_classes,
+                                  **(model_args or {}))
+    except TypeError as err:
+        raise ModelError(f"{arch}: timm refuses model_args {model_args} ({err})") from None
     if pretrained_file:
         load_backbone(model, pretrained_file)
     return model
+
+
+def model_of(settings: dict, **kwargs) -> nn.Module:
+    """The model a job's settings describe (arch and model_args), with ``create_model``'s keywords."""
+    return create_model(settings["arch"], model_args=settings.get("model_args"), **kwargs)
+
+
+def check_input_size(model: nn.Module, size: int, arch: str) -> None:
+    """One forward pass at ``size`` px: a clear error where the model cannot take it (a ViT's position
+    embedding is made for one grid), instead of torch's traceback in the first batch."""
+    param = next(model.parameters())
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, size, size, device=param.device, dtype=param.dtype))
+    except (AssertionError, RuntimeError) as err:
+        raise ModelError(f"{arch} does not take {size} px inputs ({str(err).splitlines()[0]}); for a ViT set "
+                         f"models.<name>.model_args: {{img_size: {size}}} (or image_size to the size it takes)"
+                         ) from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -70,7 +96,10 @@ def load_backbone(model: nn.Module, path: str | Path) -> dict[str, list[str]]:
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:
-        raise ValueError(f"{path}: no tensor matches the model's parameters (another architecture?)")
+        misfit = next((f"{k}: file {tuple(v.shape)}, model {tuple(own[k].shape)}" for k, v in state.items()
+                       if k in own), "no key in common")
+        raise ModelError(f"{path}: no tensor fits the model's parameters ({misfit}): weights of another "
+                         "architecture or input size?")
     model.load_state_dict(usable, strict=False)
     return {
         "skipped": sorted(set(state) - set(usable)),
@@ -87,7 +116,10 @@ def get_module(model: nn.Module, dotted: str) -> nn.Module:
     try:
         return model.get_submodule(dotted)
     except AttributeError:
-        raise ValueError(f"model has no layer {dotted!r}") from None
+        near = [n for n, _ in model.named_modules() if n and n.split(".")[-1] == dotted.split(".")[-1]][-3:]
+        raise ModelError(f"{type(model).__name__} has no layer {dotted!r}"
+                         + (f" (layers of that name: {', '.join(near)})" if near else "")
+                         + ": set models.<name>.target_layer to one of its module names") from None
 
 
 def pooled_feature_layer(model: nn.Module, image_size: int = 64) -> str:
@@ -109,6 +141,13 @@ def pooled_feature_layer(model: nn.Module, image_size: int = 64) -> str:
     finally:
         for h in handles:
             h.remove()
+    if out.ndim == 3:
+        # a transformer: its head reads the class token (or pooled tokens) after the final norm, where
+        # the patch tokens get no gradient; the last block's input norm (pytorch-grad-cam's choice
+        # for ViTs) is where the patch tokens still reach the class token through attention
+        blocks = [name for name, _ in model.named_modules() if name.endswith(".norm1")]
+        if blocks:
+            return blocks[-1]
     names = [name for name, o in fired if o is out]  # hooks fire inner modules first
     if not names:
         raise ValueError(f"no single layer of {type(model).__name__} returns its pooled features: "

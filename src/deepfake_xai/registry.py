@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+class ModelError(ValueError):
+    """A model, layer or weights file that does not fit (the message names which and what to do)."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     arch: str

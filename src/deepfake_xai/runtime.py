@@ -209,7 +209,7 @@ class Runner:
         return torch.cat(probs).numpy().astype(np.float64), loss_sum / max(1, n)
 
 def load_trained(weights: str | Path, settings: dict) -> torch.nn.Module:
-    """A model of ``settings['arch']`` with the weights of a finished training job.
+    """A model of ``settings['arch']`` (and its ``model_args``) with the weights of a finished training job.
 
     The model is built on the meta device and the weights assigned, which skips the random
     initialization (seconds for vgg19's 140M parameters); a model with tensors the file does not
@@ -219,10 +219,10 @@ def load_trained(weights: str | Path, settings: dict) -> torch.nn.Module:
 
     state = load_file(str(weights))
     with torch.device("meta"):
-        model = dxmodels.create_model(settings["arch"], pretrained=False)
+        model = dxmodels.model_of(settings)
     model.load_state_dict(state, assign=True)
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
-        model = dxmodels.create_model(settings["arch"], pretrained=False)
+        model = dxmodels.model_of(settings)
         model.load_state_dict(state)
     return model.eval()
 

@@ -183,10 +183,10 @@ def robustness_subset(n: int, k: int | None, seed: int = 0) -> np.ndarray:
 def _fresh_model(settings: dict, seed: int, device) -> torch.nn.Module:
     """The same architecture freshly initialized by timm (its own init, so activations neither
     vanish nor explode): Adebayo et al.'s fully randomized model."""
-    from ..models import create_model
+    from ..models import model_of
 
     torch.manual_seed(seed)
-    return create_model(settings["arch"], pretrained=False).to(device).eval()
+    return model_of(settings).to(device).eval()
 
 
 def _layer_name(model: torch.nn.Module, layer: torch.nn.Module) -> str:

@@ -51,6 +51,36 @@ def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
+def token_grid(model: nn.Module, n_tokens: int) -> tuple[int, int]:
+    """(rows, columns) of the patch grid that ``n_tokens`` patch tokens of ``model`` lie on: the
+    patch embedding's grid when it has one of that size (timm ViTs), else the square."""
+    grid = getattr(getattr(model, "patch_embed", None), "grid_size", None)
+    if grid is not None and len(grid) == 2 and grid[0] * grid[1] == n_tokens:
+        return int(grid[0]), int(grid[1])
+    side = round(n_tokens ** 0.5)
+    if side * side != n_tokens:
+        raise ValueError(f"{type(model).__name__}: {n_tokens} patch tokens lie on no square grid and the model "
+                         "names none (patch_embed.grid_size): set models.<name>.target_layer to a feature map")
+    return side, side
+
+
+def as_feature_map(t: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """A target layer's output as (B, C, H, W): a CNN's feature map as it is; a transformer's token
+    sequence (B, N, C) with its class, register and distillation tokens dropped (timm's
+    ``num_prefix_tokens``) and the patch tokens laid on the patch grid, channels first: the
+    ``reshape_transform`` pytorch-grad-cam's tutorials give for ViTs. A reshape, so the gradients
+    reshaped the same way are the gradients of the reshaped activations."""
+    if t.ndim == 4:
+        return t
+    if t.ndim == 3:
+        tokens = t[:, int(getattr(model, "num_prefix_tokens", 0) or 0):]
+        h, w = token_grid(model, tokens.shape[1])
+        return tokens.reshape(len(t), h, w, t.shape[2]).permute(0, 3, 1, 2)
+    raise ValueError(f"{type(model).__name__}: the target layer's output has shape {tuple(t.shape)}, neither a "
+                     "feature map (B, C, H, W) nor a token sequence (B, N, C): set models.<name>.target_layer to "
+                     "a convolutional stage or a transformer block")
+
+
 @contextmanager
 def frozen_parameters(model: nn.Module):
     """Parameters not requiring gradients for the duration: no method needs dS/dW, and without it
@@ -71,7 +101,8 @@ def frozen_parameters(model: nn.Module):
 class Context:
     """What one forward and one backward pass of a batch give every method.
 
-    ``activations``/``gradients``: the target layer's output A and dS_c/dA; ``input_grad``: dS_c/dI.
+    ``activations``/``gradients``: the target layer's output A and dS_c/dA, as (B, C, H, W) feature
+    maps (token sequences laid on their patch grid, :func:`as_feature_map`); ``input_grad``: dS_c/dI.
     """
 
     model: nn.Module
@@ -82,6 +113,7 @@ class Context:
     activations: torch.Tensor | None = None
     gradients: torch.Tensor | None = None
     input_grad: torch.Tensor | None = None
+    tokens: bool = False  # the target layer gave a token sequence, laid on its patch grid
     cache: dict = field(default_factory=dict)
 
     @property
@@ -131,10 +163,11 @@ class Context:
             grads = torch.autograd.grad(logits.gather(1, targets[:, None]).sum(), wrt)
             grads = list(grads)
             if need_gradients:
-                ctx.gradients = grads.pop(0).detach()
+                ctx.gradients = as_feature_map(grads.pop(0).detach(), model)
             if need_input_grad:
                 ctx.input_grad = grads.pop(0).detach()
-        ctx.activations = acts.detach()
+        ctx.activations = as_feature_map(acts.detach(), model)
+        ctx.tokens = acts.ndim == 3
         return ctx
 
 

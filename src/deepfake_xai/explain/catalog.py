@@ -17,7 +17,7 @@ class MethodInfo:
     expected_sanity: str | None = None  # "passes" or "fails" the randomization check (Adebayo et al. 2018)
 
 
-# In display order: gradients, the CAM family, pytorch-grad-cam's, guided.
+# In display order: gradients, the CAM family, pytorch-grad-cam's, guided, attention.
 CATALOG: tuple[MethodInfo, ...] = (
     MethodInfo("saliency", "saliency", expected_sanity="passes"),
     MethodInfo("activation", "activation"),
@@ -30,6 +30,7 @@ CATALOG: tuple[MethodInfo, ...] = (
     MethodInfo("scorecam", "ScoreCAM", opt_in=True),  # one forward pass per channel of the target layer
     MethodInfo("guided_backprop", "guided backprop", expected_sanity="fails"),
     MethodInfo("guided_gradcam", "guided Grad-CAM"),
+    MethodInfo("attention_rollout", "attention rollout"),  # vision transformers only
     MethodInfo("gradcam_reference", "Grad-CAM (pytorch-grad-cam)", opt_in=True),  # the reference, for tests
 )
 BY_NAME = {m.name: m for m in CATALOG}

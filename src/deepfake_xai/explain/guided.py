@@ -1,12 +1,22 @@
-"""Guided backpropagation that is right for SiLU/Swish networks too, and Guided Grad-CAM.
+"""Guided backpropagation for any network's activations, and Guided Grad-CAM.
 
-Guided backpropagation (Springenberg et al.) passes a gradient back through an activation only
+Guided backpropagation (Springenberg et al. 2015) passes a gradient back through an activation only
 where both the forward input and the incoming gradient are positive. pytorch-grad-cam implements
-it by swapping ``nn.ReLU`` modules alone, so on EfficientNet (SiLU) it silently returns the plain
-gradient. Here every ReLU and SiLU module of a *copy* of the model is replaced:
+it by swapping ``nn.ReLU`` modules alone, so on EfficientNet (SiLU), ConvNeXt or a ViT (GELU) it
+silently returns the plain gradient. Here every elementwise activation module f of a *copy* of the
+model is wrapped so that its backward pass is
 
-- ReLU: grad_in = relu(grad_out) * [x > 0]
-- SiLU: grad_in = relu(grad_out) * silu'(x) * [x > 0]   (the same two gates, with SiLU's own slope)
+    grad_in = relu(grad_out) * f'(x) * [x > 0]
+
+the activation's own slope (autograd's, so no per-class formula) gated twice, as for ReLU:
+
+- ReLU (and ReLU6, LeakyReLU): f' is 1 on x > 0, so this is Springenberg's rule exactly;
+- SiLU/Swish, GELU, Mish, Hardswish, ELU, CELU, SELU, Softplus (and timm's versions): where x > 0
+  these are close to the identity and f' (about 0.5-1.1) is kept; the negative side, where they
+  differ from ReLU, is cut as ReLU would cut it.
+
+Gates that multiply features (sigmoid in squeeze-excitation, softmax in attention) and the
+normalizations are not activations of this kind and keep their plain gradient.
 """
 
 from __future__ import annotations
@@ -18,58 +28,62 @@ from torch import nn
 
 from .base import Context, Method, register
 
+# Elementwise activations guided; sigmoid/tanh/softmax gates are left alone (see above).
+GUIDED_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Mish, nn.Hardswish, nn.ELU,
+                      nn.CELU, nn.SELU, nn.Softplus)
+# timm's own activation classes (timm.layers.activations*), by name
+TIMM_GUIDED = {"Swish", "SwishMe", "Mish", "MishMe", "HardSwish", "HardSwishMe", "HardMish", "HardMishMe",
+               "GELU", "GELUTanh", "QuickGELU", "PReLU"}
 
-class _GuidedReLUFn(torch.autograd.Function):
+
+class _GuidedFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, module):
         ctx.save_for_backward(x)
-        return x.clamp(min=0)
+        ctx.module = module
+        return module(x)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (x > 0)
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(True)
+            (local,) = torch.autograd.grad(ctx.module(xx), xx, grad.clamp(min=0))  # relu(g) * f'(x)
+        return local * (x > 0), None
 
 
-class _GuidedSiLUFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * torch.sigmoid(x)
+class Guided(nn.Module):
+    """An activation module whose backward pass is the guided one (module docstring)."""
 
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        s = torch.sigmoid(x)
-        slope = s * (1 + x * (1 - s))
-        return grad.clamp(min=0) * slope * (x > 0)
+    def __init__(self, activation: nn.Module):
+        super().__init__()
+        if hasattr(activation, "inplace"):
+            activation.inplace = False  # the backward pass evaluates it again on the saved input
+        self.activation = activation
 
-
-class GuidedReLU(nn.Module):
     def forward(self, x):
-        return _GuidedReLUFn.apply(x)
+        return _GuidedFn.apply(x, self.activation)
 
 
-class GuidedSiLU(nn.Module):
-    def forward(self, x):
-        return _GuidedSiLUFn.apply(x)
-
-
-_SWAPS = {nn.ReLU: GuidedReLU, nn.SiLU: GuidedSiLU}
+def is_guided_activation(module: nn.Module) -> bool:
+    kind = type(module)
+    return kind in GUIDED_ACTIVATIONS or (kind.__module__.startswith("timm.") and kind.__name__ in TIMM_GUIDED)
 
 
 def guided_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with every ReLU and SiLU module replaced by its guided version."""
+    """A copy of ``model`` with every elementwise activation module wrapped in :class:`Guided`."""
     model = copy.deepcopy(model).eval()
     swapped = 0
     for parent in list(model.modules()):
+        if isinstance(parent, Guided):
+            continue
         for name, child in list(parent.named_children()):
-            for kind, guided in _SWAPS.items():
-                if type(child) is kind:
-                    setattr(parent, name, guided())
-                    swapped += 1
+            if is_guided_activation(child):
+                setattr(parent, name, Guided(child))
+                swapped += 1
     if swapped == 0:
-        raise ValueError("the model has no ReLU or SiLU modules to guide")
+        raise ValueError(f"{type(model).__name__} has no activation modules to guide (it applies them as "
+                         f"functions?); guided methods know: {', '.join(k.__name__ for k in GUIDED_ACTIVATIONS)}")
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -33,6 +33,11 @@ class ActivationMap(Method):
     cam_family = True
 
     def raw(self, ctx: Context) -> torch.Tensor:
+        if isinstance(ctx.target_layer, nn.LayerNorm):
+            # each token's channels are centred and scaled by the norm: their mean is the mean of
+            # its bias at every position, a constant map (noise once normalized)
+            raise NotApplicable("the target layer is a LayerNorm, whose channel mean is the same at every "
+                                "position; set target_layer to a block's output to see its activations")
         return ctx.activations.float().mean(1)
 
 
@@ -77,6 +82,9 @@ class CAM(Method):
     cam_family = True
 
     def raw(self, ctx: Context) -> torch.Tensor:
+        if ctx.tokens:
+            raise NotApplicable("the target layer gives tokens and the head reads a class token or pooled "
+                                "tokens through a norm: not global average pooling + one linear layer")
         w, _ = linear_head(ctx.model, ctx.activations, ctx.logits)
         return torch.einsum("bkhw,bk->bhw", ctx.activations.float(), w[ctx.targets].float())
 
@@ -108,7 +116,9 @@ class GradCAMPlusPlus(Method):
         g, a = ctx.gradients.float(), ctx.activations.float()
         g2, g3 = g**2, g**3
         sum_a = a.sum((2, 3), keepdim=True)
-        aij = g2 / (2 * g2 + sum_a * g3 + 1e-7)
+        # Chattopadhay et al., eq. 19; the epsilon is pytorch-grad-cam's (1e-6): where gradients
+        # are small it sets the weights, and a different one changes the map by up to 0.04
+        aij = g2 / (2 * g2 + sum_a * g3 + 1e-6)
         aij = torch.where(g != 0, aij, torch.zeros_like(aij))
         weights = (torch.relu(g) * aij).sum((2, 3), keepdim=True)
         return (weights * a).sum(1)

@@ -18,8 +18,12 @@ class PytorchGradCAMMethod(Method):
         import pytorch_grad_cam as pgc
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+        from .base import as_feature_map
+
         cls = getattr(pgc, self.cam_class)
-        with cls(model=model, target_layers=[target_layer]) as cam:
+        # token sequences laid on the patch grid, as this project's own methods see them
+        with cls(model=model, target_layers=[target_layer],
+                 reshape_transform=lambda t: as_feature_map(t, model)) as cam:
             maps = cam(input_tensor=images, targets=[ClassifierOutputTarget(int(t)) for t in targets])
         return torch.from_numpy(maps).to(images.device)
 
