@@ -82,7 +82,7 @@ def tiny_settings(**over) -> dict:
     s = dict(arch="mnasnet_100", target_layer="bn2", resize=None, center_crop=32, image_size=32, epochs=3,
              batch_size=8, optimizer="adamw", lr=1e-3, weight_decay=1e-4, momentum=0.9, schedule="cosine",
              warmup_epochs=0, label_smoothing=0.0, seed=0, random_crop=True, hflip=True, jpeg_augment=0.0,
-             max_train_images=None, pretrained=False, pretrained_file=None, amp=True, channels_last=True,
+             max_train_images=None, pretrained=False, pretrained_from=None, pretrained_sha256=None, freeze_backbone=False, amp=True, channels_last=True,
              compile=False, loader_workers=2)
     s.update(over)
     return s

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from . import names as known_names
 from . import sets
 from .explain import catalog
+from .pretrained import check_source
 from .registry import REGISTRY, info
 from .settings import SPEED_KEYS, without_speed_keys  # noqa: F401  (the workflow reads them here)
 
@@ -303,6 +304,8 @@ def check(config: dict) -> None:
                 )
     for name in models:
         s = model_settings(config, name)
+        if s.get("pretrained"):
+            check_source(s.get("pretrained_from"), s.get("pretrained_sha256"), f"models.{name}.pretrained_from")
         if s["image_size"] > s["center_crop"]:
             raise ValueError(
                 f"models.{name}: image_size={s['image_size']} is larger than "
@@ -312,6 +315,20 @@ def check(config: dict) -> None:
             raise ValueError(
                 f"models.{name}: center_crop={s['center_crop']} is larger than resize={s['resize']}"
             )
+
+
+# What a pretrained backbone depends on: the pretrained stage gets these alone, so that a change of
+# any other setting (lr, epochs) fetches nothing again.
+PRETRAINED_KEYS = ("arch", "model_args", "pretrained_from", "pretrained_sha256")
+
+
+def pretrained_settings(settings: dict) -> dict:
+    return {k: settings.get(k) for k in PRETRAINED_KEYS}
+
+
+def pretrained_models(config: dict) -> list[str]:
+    """The configured models whose training starts from pretrained weights."""
+    return [m for m in config["models"] if model_settings(config, m).get("pretrained")]
 
 
 def unknown_archs(config: dict) -> list[str]:

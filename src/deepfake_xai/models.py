@@ -24,24 +24,22 @@ NUM_CLASSES = 2  # 0 real, 1 fake
 def create_model(
     arch: str,
     num_classes: int = NUM_CLASSES,
-    pretrained: bool = False,
     pretrained_file: str | Path | None = None,
     model_args: dict | None = None,
 ) -> nn.Module:
-    """A timm model with a ``num_classes`` head.
+    """A timm model with a ``num_classes`` head, never downloading anything (the workflow's
+    ``pretrained`` stage fetches weights once: :mod:`deepfake_xai.pretrained`).
 
-    ``pretrained=True`` uses timm's own download (needs internet; the workflow's ``pretrained``
-    stage does it once, training jobs read its file). ``pretrained_file`` loads local weights
-    (safetensors, or a PyTorch file read with ``weights_only=True``); tensors whose shape does not
-    match (the 1000-class ImageNet head) are skipped and the new head keeps its init.
+    ``pretrained_file`` loads local weights (safetensors, or a PyTorch file read with
+    ``weights_only=True``); tensors whose shape does not match (the 1000-class ImageNet head) are
+    skipped and the new head keeps its init.
     ``model_args``: timm's keyword arguments of the architecture (a ViT's ``img_size``, ``patch_size``).
     """
     import timm
 
     check_arch(arch)
     try:
-        model = timm.create_model(arch, pretrained=pretrained and not pretrained_file, num_classes=num_classes,
-                                  **(model_args or {}))
+        model = timm.create_model(arch, pretrained=False, num_classes=num_classes, **(model_args or {}))
     except TypeError as err:
         raise ModelError(f"{arch}: timm refuses model_args {model_args} ({err})") from None
     if pretrained_file:

@@ -23,6 +23,16 @@ def generated_root(dataset: str) -> str:
     return f"resources/{dataset}/data"
 
 
+def pretrained(model: str) -> str:
+    """A model's pretrained backbone (the pretrained stage's output, read by its training jobs), shared
+    by every dataset; its record (source, SHA-256, what fitted) is beside it as ``.json``."""
+    return f"resources/pretrained/{model}.safetensors"
+
+
+def pretrained_record(model: str) -> str:
+    return f"resources/pretrained/{model}.json"
+
+
 def results(dataset: str) -> str:
     return f"results/{dataset}"
 

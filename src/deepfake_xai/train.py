@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from . import models as dxmodels
 from .data.cache import ImageCache
+from .data.download import sha256_file
 from .io import atomic_path, write_csv, write_json
 from .runtime import Batches, Runner, inference_batch_size, pick_device
 from .scores import balanced_accuracy
@@ -200,6 +201,7 @@ class Progress:
     log: list = field(default_factory=list)
     best: dict = field(default_factory=lambda: {"score": -1.0, "epoch": 0, "state": None})
     resumed_from: int | None = None
+    feature_seconds: float | None = None  # freeze_backbone: the one pass computing the features
 
 
 def _resume(ckpt_path: Path, ident: str, runner: Runner, optimizer: torch.optim.Optimizer) -> Progress:
@@ -326,6 +328,13 @@ def _epoch(job: Job, epoch: int, state: Progress, val_batches: Batches, seen_ids
                                               shuffle_seed=epoch_seed + 1, prefetch=0, drop_last=True),
                           int(settings.get("bn_recalibration", 64)))
     probs, val_loss = job.runner.predict(val_batches)
+    _log_epoch(job, state, epoch, probs, val_loss, done, t0, train_seconds)
+
+
+def _log_epoch(job: Job, state: Progress, epoch: int, probs: np.ndarray, val_loss: float, done: dict, t0: float,
+               train_seconds: float) -> None:
+    """Log one epoch's row (printed and kept) and keep the weights if its validation is the best so far."""
+    split = job.split
     pred = (probs >= 0.5).astype(int)
     val_bal = balanced_accuracy(split.val_labels, pred)
     seen = done["seen"]
@@ -340,8 +349,94 @@ def _epoch(job: Job, epoch: int, state: Progress, val_batches: Batches, seen_ids
                       "state": {k: v.detach().cpu().clone() for k, v in job.runner.model.state_dict().items()}}
 
 
+def initial_model(settings: dict, init_weights: str | Path | None, name: str) -> torch.nn.Module:
+    """The model training starts from: timm's random initialization (seeded by the caller), or, with
+    ``pretrained: true``, the backbone read from ``init_weights`` (the pretrained stage's file: a
+    training job never downloads anything) and a fresh two-class head."""
+    if settings.get("pretrained") and not init_weights:
+        raise ValueError(f"{name}: the settings say pretrained: true but no --init-weights file was given: the "
+                         f"pretrained stage writes it (snakemake resources/pretrained/{name}.safetensors)")
+    if init_weights and not settings.get("pretrained"):
+        raise ValueError(f"{name}: --init-weights {init_weights} given but the settings say pretrained: false")
+    if settings.get("freeze_backbone") and not settings.get("pretrained"):
+        raise ValueError(f"{name}: freeze_backbone trains a head on the backbone's features, random ones with "
+                         "pretrained: false; set pretrained: true")
+    model = dxmodels.model_of(settings, pretrained_file=init_weights)
+    if init_weights:
+        own = set(model.state_dict())
+        from .models import read_state_dict
+
+        head = own - set(read_state_dict(init_weights))
+        if settings.get("freeze_backbone") and any(not k.startswith(_classifier_prefix(model)) for k in head):
+            raise dxmodels.ModelError(f"{init_weights}: the frozen backbone of {name} lacks {sorted(head)[:3]}, "
+                                      "which would stay random: weights of another architecture or input size?")
+    return model
+
+
+def _classifier_prefix(model: torch.nn.Module) -> str:
+    clf = model.get_classifier()
+    return next(name for name, m in model.named_modules() if m is clf) + "."
+
+
+@torch.no_grad()
+def _features(runner: Runner, cache: ImageCache, rows: np.ndarray, settings: dict) -> torch.Tensor:
+    """The frozen backbone's pooled features (what the head reads) of each image, once, center-cropped."""
+    model = runner.model.eval()
+    feats = []
+    batches = Batches(cache, rows, np.zeros(len(rows), dtype=np.int64), inference_batch_size(settings),
+                      prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
+    for x, _ in batches:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=runner.amp):
+            f = model.forward_head(model.forward_features(runner.inputs(x)), pre_logits=True)
+        feats.append(f.float())
+    return torch.cat(feats)
+
+
+def _train_head(job: Job, state: Progress) -> None:
+    """freeze_backbone: every epoch trains the classifier head alone on features computed once per
+    image (the UnivFD recipe); the same log rows, best-epoch choice and outputs as full training."""
+    runner, settings, split = job.runner, job.settings, job.split
+    head = runner.model.get_classifier()
+    t0 = time.time()
+    train_x = _features(runner, split.cache, split.train_cache_rows, settings)
+    val_x = _features(runner, split.cache, split.val_cache_rows, settings)
+    state.feature_seconds = time.time() - t0
+    print(f"features of {len(train_x)} train and {len(val_x)} val images: {state.feature_seconds:.1f} s", flush=True)
+    train_y = torch.from_numpy(split.train_labels.astype(np.int64)).to(runner.device)
+    val_y = torch.from_numpy(split.val_labels.astype(np.int64)).to(runner.device)
+    bs, epochs = int(settings["batch_size"]), int(settings["epochs"])
+    for epoch in range(1, epochs + 1):
+        t1 = time.time()
+        gen = torch.Generator().manual_seed(int(settings["seed"]) * 100_003 + epoch)
+        order = torch.randperm(len(train_x), generator=gen).to(runner.device)
+        head.train()
+        loss_sum, correct, seen, lr = 0.0, 0, 0, None
+        for step_in_epoch in range(job.steps_per_epoch):
+            idx = order[step_in_epoch * bs:(step_in_epoch + 1) * bs]
+            lr = lr_at((epoch - 1) * job.steps_per_epoch + step_in_epoch, job.total_steps, settings,
+                       job.steps_per_epoch)
+            for g in job.optimizer.param_groups:
+                g["lr"] = lr
+            logits = head(train_x[idx])
+            loss = F.cross_entropy(logits, train_y[idx], label_smoothing=float(settings.get("label_smoothing", 0.0)))
+            job.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            job.optimizer.step()
+            loss_sum += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == train_y[idx]).sum())
+            seen += len(idx)
+        head.eval()
+        with torch.no_grad():
+            val_logits = head(val_x)
+            val_loss = float(F.cross_entropy(val_logits, val_y))
+            probs = torch.softmax(val_logits, 1)[:, 1].cpu().numpy().astype(np.float64)
+        _log_epoch(job, state, epoch, probs, val_loss, {"loss_sum": loss_sum, "correct": correct, "seen": seen,
+                                                        "lr": lr}, t1, time.time() - t1)
+
+
 def _job(*, cache: ImageCache, manifest: pd.DataFrame, train_set: str, settings: dict, dev: torch.device,
-         dist: Distributed, progress: bool, name: str, rows: dict | None = None) -> Job:
+         dist: Distributed, progress: bool, name: str, rows: dict | None = None,
+         init_weights: str | Path | None = None) -> Job:
     """The split, model, runner, optimizer and step counts of one training run (nothing trained yet)."""
     split = _split(cache, manifest, train_set, settings, rows)
     cached_side = cache.array.shape[1]
@@ -349,8 +444,15 @@ def _job(*, cache: ImageCache, manifest: pd.DataFrame, train_set: str, settings:
     if size > cached_side:
         raise ValueError(f"image_size={size} is larger than the cached images ({cached_side} px)")
     torch.manual_seed(int(settings["seed"]))
-    model = dxmodels.create_model(settings["arch"], pretrained=settings.get("pretrained", False),
-                                  pretrained_file=settings.get("pretrained_file"))
+    model = initial_model(settings, init_weights, name)
+    dxmodels.check_input_size(model, size, name)
+    if settings.get("freeze_backbone"):
+        if dist.enabled:
+            raise ValueError(f"{name}: freeze_backbone trains a linear head in one process; set compute.gpus_per_job: 1")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model.get_classifier().parameters():
+            p.requires_grad_(True)
     runner = Runner(model, dev, settings)
     optimizer = make_optimizer(runner.model, settings)
     n_train = len(split.train_cache_rows)
@@ -379,7 +481,7 @@ def _identity(job: Job, manifest: pd.DataFrame) -> str:
                           "bf16": job.runner.amp})
 
 
-def _write_outputs(job: Job, state: Progress, out_dir: Path, elapsed: float) -> dict:
+def _write_outputs(job: Job, state: Progress, out_dir: Path, elapsed: float, init_weights=None) -> dict:
     """model.safetensors (the best epoch's weights), log.csv and train.json; the summary it wrote."""
     from safetensors.torch import save_file
 
@@ -403,6 +505,10 @@ def _write_outputs(job: Job, state: Progress, out_dir: Path, elapsed: float) -> 
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "torch": torch.__version__,
         "amp_bf16": runner.amp, "channels_last": runner.channels_last, "world_size": job.dist.world,
+        # where the weights started: the pretrained file (and its SHA-256), or timm's seeded random init
+        "init": ({"file": str(init_weights), "sha256": sha256_file(init_weights)} if init_weights
+                 else {"random_seed": int(settings["seed"])}),
+        "frozen_backbone_feature_seconds": state.feature_seconds,
     }
     write_json(out_dir / "train.json", summary)
     return summary
@@ -435,12 +541,14 @@ def train(
     progress: bool = True,
     model_name: str | None = None,
     train_rows: dict | None = None,
+    init_weights: str | Path | None = None,
 ) -> dict:
     """Train one model on one train set; write ``model.safetensors``, ``log.csv``, ``train.json``.
 
     ``model_name``: the config's name for the model (default: its timm architecture); two config
     models may share an architecture, so reports key training runs by this name. ``train_rows``: a
-    protocol train set's part and generators (:func:`deepfake_xai.sets.select`)."""
+    protocol train set's part and generators (:func:`deepfake_xai.sets.select`). ``init_weights``:
+    the pretrained backbone (the pretrained stage's safetensors) when the settings say ``pretrained``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dist = Distributed.from_env()
@@ -449,7 +557,7 @@ def train(
     if dev.type == "cpu":
         torch.set_num_threads(max(1, threads))
     job = _job(cache=cache, manifest=manifest, train_set=train_set, settings=settings, dev=dev, dist=dist,
-               progress=progress, name=model_name or settings["arch"], rows=train_rows)
+               progress=progress, name=model_name or settings["arch"], rows=train_rows, init_weights=init_weights)
     ckpt_path = out_dir / CHECKPOINT
     ident = _identity(job, manifest)
     state = _resume(ckpt_path, ident, job.runner, job.optimizer)
@@ -458,6 +566,9 @@ def train(
     seen_ids: list[str] = []
     t_start = time.time()
     epochs = int(settings["epochs"])
+    if settings.get("freeze_backbone"):  # seconds of work: no checkpoints, nothing to resume
+        _train_head(job, state)
+        epochs = 0
     for epoch in range(state.start_epoch, epochs + 1):
         _epoch(job, epoch, state, val_batches, seen_ids)
         if epoch < epochs and dist.main:  # after the last epoch the final files are written at once
@@ -465,7 +576,7 @@ def train(
     elapsed = time.time() - t_start
     if dist.enabled and not _ddp_record(job, state, out_dir, seen_ids):
         return {"rank": dist.rank, "world": dist.world, "best_epoch": state.best["epoch"]}
-    summary = _write_outputs(job, state, out_dir, elapsed)
+    summary = _write_outputs(job, state, out_dir, elapsed, init_weights)
     ckpt_path.unlink(missing_ok=True)
     if dist.enabled:
         import torch.distributed as tdist

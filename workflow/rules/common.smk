@@ -144,6 +144,7 @@ PAIRS = dxcfg.training_pairs(config)
 PREDICTED_PARTS = dxcfg.required_test_parts(config)
 PREDICTED_SETS = dxcfg.predicted_sets(config)
 COMPUTE = config["compute"]
+PRETRAINED = dxcfg.pretrained_models(config)  # models that start from resources/pretrained/{model}.safetensors
 
 
 wildcard_constraints:
@@ -174,6 +175,20 @@ def settings_json(wildcards) -> str:
     """The model's resolved settings: train defaults + its overrides. Only this model's values, so
     changing one model's hyperparameter re-runs that model's jobs alone."""
     return json.dumps(dxcfg.without_speed_keys(dxcfg.model_settings(config, wildcards.model)), sort_keys=True)
+
+
+def pretrained_inputs(wildcards) -> dict[str, str]:
+    """The pretrained backbone a model starts from (the pretrained rule's output), if it is pretrained."""
+    return {"init": paths.pretrained(wildcards.model)} if wildcards.model in PRETRAINED else {}
+
+
+def init_weights(wildcards, input) -> list[str]:
+    return ["--init-weights", input.init] if "init" in input.keys() else []
+
+
+def pretrained_settings_json(wildcards) -> str:
+    """What the pretrained backbone depends on (arch, model_args, source, checksum) and nothing else."""
+    return json.dumps(dxcfg.pretrained_settings(dxcfg.model_settings(config, wildcards.model)), sort_keys=True)
 
 
 def cache_name(model: str) -> str:

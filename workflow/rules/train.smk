@@ -30,6 +30,30 @@ rule cache:
         "--center-crop {params.center_crop} {params.options} --workers {threads} > {log:q} 2>&1"
 
 
+rule pretrained:
+    # Once per pretrained model, on the machine that runs Snakemake (localrule: a cluster's login
+    # node has the network its GPU nodes may lack); training jobs read only its file.
+    localrule: True
+    output:
+        weights=paths.pretrained("{model}"),
+        record=paths.pretrained_record("{model}"),
+    params:
+        code=code_digest("pretrained"),
+        py=PY,
+        settings=pretrained_settings_json,
+    log:
+        "resources/pretrained/logs/{model}.log",
+    benchmark:
+        "resources/pretrained/benchmarks/{model}.tsv"
+    wildcard_constraints:
+        model="|".join(re.escape(m) for m in PRETRAINED) or "^$",
+    conda:
+        "../../environment.yml"
+    shell:
+        "{params.py} -m deepfake_xai pretrained --settings-json {params.settings:q} --out {output.weights:q} "
+        "> {log:q} 2>&1"
+
+
 rule train:
     priority: train_priority
     # Training ends by predicting the test parts the configured test sets use with the saved
@@ -39,6 +63,7 @@ rule train:
     # model's jobs.
     input:
         unpack(cache_inputs),
+        unpack(pretrained_inputs),
         manifest=paths.manifest(DATASET),
     output:
         weights=paths.weights(DATASET, "{model}", "{train_set}"),
@@ -51,6 +76,7 @@ rule train:
         options=stage_options("train"),
         settings=settings_json,
         rows=train_rows,
+        init=init_weights,
         out_dir=lambda wc: paths.model_dir(DATASET, wc.model, wc.train_set),
         part_files=lambda wc, output: output.predictions[: len(PREDICTED_PARTS)],
         combined=lambda wc, output: ["--combined", output.predictions[-1]] if sets.COMBINED in PREDICTED_SETS else [],
@@ -68,6 +94,6 @@ rule train:
     shell:
         "{params.launcher} train --cache {input.cache_npy:q} --cache-index {input.cache_index:q} "
         "--manifest {input.manifest:q} --settings-json {params.settings:q} --model {wildcards.model:q} "
-        "--train-set {wildcards.train_set:q} {params.rows:q} --out-dir {params.out_dir:q} {params.options} "
+        "--train-set {wildcards.train_set:q} {params.rows:q} {params.init:q} --out-dir {params.out_dir:q} {params.options} "
         "--predictions {params.part_files:q} {params.combined:q} --threads {threads} "
         "--loader-workers {resources.loader_workers} > {log:q} 2>&1"

@@ -84,6 +84,8 @@ def _training(config: dict, ds: str) -> tuple[dict, dict, dict]:
             "predictions": " ".join(files[:-1] if combined else files),
             "combined": f"--combined {files[-1]}" if combined else "",
             "rows": "" if (rows := dxcfg.protocol_rows(config, train_set)) is None else f"--train-rows '{_json(rows)}'",
+            "init": paths.pretrained(model) if s.get("pretrained") else paths.manifest(ds),
+            "init_flag": f"--init-weights {paths.pretrained(model)}" if s.get("pretrained") else "",
         }
     return caches, pairs, settings
 
@@ -192,7 +194,9 @@ def build(config: dict, configs: list[str]) -> dict:
     return {
         "configs": configs, "dataset": ds, "synthetic_archives": synthetic, "downloads": downloads,
         "archive_paths": archive_paths, "options": stage_options(config),
-        "caches": caches, "pairs": pairs, "cells": cells, "settings": settings, "launcher": launcher,
+        "caches": caches, "pairs": pairs,
+        "pretrained": {m: {"settings_json": _json(dxcfg.pretrained_settings(settings[m]))}
+                       for m in dxcfg.pretrained_models(config)}, "cells": cells, "settings": settings, "launcher": launcher,
         "explain_cells": explain, "montages": montages, "actmax": actmax,
         "report": report, "xai_cells": xai_cells, "xai_reports": xai_reports,
         **transfer,

@@ -25,6 +25,8 @@ OPTIONS = (
     Option("--predictions", "one predictions Parquet per --parts entry", nargs="*", default=[]),
     Option("--combined", "also write the parts pooled (the combined test set) here"),
     Option("--model", "the config's name for the model, recorded in train.json (default: its arch)"),
+    Option("--init-weights", "the pretrained backbone to start from (the pretrained stage's safetensors), "
+           "required when the settings say pretrained: true"),
     Option("--loader-workers", "batches one background thread reads ahead (default: the settings' "
            "loader_workers, else 2)", type=int, speed="model.loader_workers"),
 )
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> None:
     cache = ImageCache(args.cache, args.cache_index)
     summary = train(cache=cache, manifest=manifest, train_set=args.train_set, settings=args.settings_json,
                     out_dir=args.out_dir, threads=args.threads, device=args.device, progress=not args.quiet,
-                    model_name=args.model, train_rows=args.train_rows)
+                    model_name=args.model, train_rows=args.train_rows,
+                    init_weights=args.init_weights)
     if summary.get("rank", 0) != 0:  # another torchrun process: rank 0 writes every output
         return
     print(f"best epoch {summary['best_epoch']}: val balanced accuracy "

@@ -12,7 +12,7 @@ from typing import Any
 from .spec import Option
 
 # The stages the DAG runs, in DAG order: ``deepfake-xai <name>`` runs ``stages/<name with _>.py``.
-DAG_STAGES = ("synth", "download", "extract", "manifest", "cache", "train", "predict", "pool", "metrics", "explain-cell",
+DAG_STAGES = ("synth", "download", "extract", "manifest", "cache", "pretrained", "train", "predict", "pool", "metrics", "explain-cell",
               "actmax", "montage", "xai-cell", "xai-report", "report")
 
 
