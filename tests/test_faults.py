@@ -307,12 +307,12 @@ def test_a_config_value_with_shell_syntax_never_reaches_a_shell(tmp_path):
     cfg = (REPO / "tests/data/tiny.yaml").read_text()
     marker = tmp_path / "PWNED"
     evil = f"/nonexistent/w.safetensors; touch {marker}; rm -rf {tmp_path / 'wd'}"
-    cfg = cfg.replace("  mnasnet_100:\n", f"  mnasnet_100: {{pretrained_file: {json.dumps(evil)}}}\n")
+    cfg = cfg.replace("  mnasnet_100:\n", f"  mnasnet_100: {{pretrained: true, pretrained_from: {json.dumps(evil)}}}\n")
     (wd / "evil.yaml").write_text(cfg)
     cell = "results/tiny/models/mnasnet_100/presocial/train.json"
     proc = run_snakemake(wd, cell, "--cores", "1", "--configfile", "evil.yaml", check=False)
-    assert proc.returncode != 0  # the training job fails: there is no such weights file ...
-    log = (wd / "results/tiny/logs/train/mnasnet_100/presocial.log").read_text()
+    assert proc.returncode != 0  # the pretrained job fails: there is no such weights file ...
+    log = (wd / "resources/pretrained/logs/mnasnet_100.log").read_text()
     assert "/nonexistent/w.safetensors; touch" in log  # ... named whole, as one argument
     assert not marker.exists() and (wd / "Snakefile").exists()  # ... and nothing after ';' ran
 

@@ -76,7 +76,7 @@ def test_digest_changes_exactly_for_the_commands_whose_code_changed(package_copy
     assert last["explain-cell"] != again["explain-cell"] and last["metrics"] == again["metrics"]
 
 
-COMMANDS = ("synth", "extract", "manifest", "cache", "train", "predict", "pool", "metrics", "explain-cell",
+COMMANDS = ("synth", "extract", "manifest", "cache", "pretrained", "train", "predict", "pool", "metrics", "explain-cell",
             "montage", "actmax", "xai-cell", "xai-report", "report")
 
 IMPORT_EACH_COMMAND = """
@@ -126,4 +126,4 @@ def test_every_rule_that_runs_a_stage_tracks_that_stages_code():
                 tracked = re.search(r'code=code_digest\("([\w-]+)"\)', block)
                 rules[m.group(1)] = (stage.group(1), tracked and tracked.group(1))
     assert rules.pop("download") == ("download", None)  # pinned by its checksum: no code re-downloads it
-    assert len(rules) == 15 and all(cmd == tracked for cmd, tracked in rules.values()), rules
+    assert len(rules) == 16 and all(cmd == tracked for cmd, tracked in rules.values()), rules

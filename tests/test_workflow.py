@@ -270,13 +270,19 @@ def test_paper_config_dry_run_and_lint_on_a_stand_in_tree(tmp_path):
     (wd / "standin.yaml").write_text(f"data:\n  root: {tmp_path / 'standin'}\n")
     proc = run_snakemake(wd, "-n", "-p", "--configfile", "config/trueface.yaml", "standin.yaml")
     jobs = planned_jobs(proc.stdout)
-    assert len([j for j in jobs if j[0] == "train"]) == 35
-    assert len([j for j in jobs if j[0] == "metrics"]) == 175
+    # the paper's seven models and the CLIP linear probe, each pretrained once, x 5 train sets x 5 test sets
+    assert len([j for j in jobs if j[0] == "pretrained"]) == 8
+    assert len([j for j in jobs if j[0] == "train"]) == 40
+    assert len([j for j in jobs if j[0] == "metrics"]) == 200
     assert "synthesize" not in {r for r, _ in jobs}
     # --configfile replaces the demo config: no demo shortcut reaches the paper's vgg19
     vgg = next(b for b in proc.stdout.split("\nrule ") if "models/vgg19/presocial/model.safetensors" in b
                and b.startswith("train"))
     assert '"epochs": 10' in vgg and '"image_size": 256' in vgg
+    assert '"pretrained": true' in vgg and "--init-weights resources/pretrained/vgg19.safetensors" in vgg
+    clip = next(b for b in proc.stdout.split("\nrule ") if "models/clip_vitb16/presocial/model.safetensors" in b
+                and b.startswith("train"))
+    assert '"freeze_backbone": true' in clip and '"pretrained_from": "vit_base_patch16_clip_224.openai"' in clip
     for args in ((), ("--configfile", "config/trueface.yaml", "standin.yaml")):
         lint = run_snakemake(wd, "--lint", *args)
         assert "Congratulations" in lint.stdout + lint.stderr

@@ -25,6 +25,23 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def input_stats(settings: dict) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std inputs are normalized with: what the pretrained weights were trained with
+    (timm's pretrained config of the pretrained_from tag, else of the arch: CLIP's for a CLIP ViT,
+    0.5 for many ViTs), ImageNet's for a randomly initialized model."""
+    if not settings.get("pretrained"):
+        return IMAGENET_MEAN, IMAGENET_STD
+    import timm
+
+    from .pretrained import is_timm_name
+
+    source = settings.get("pretrained_from")
+    cfg = timm.models.get_pretrained_cfg(source if source and is_timm_name(source) else settings["arch"])
+    if cfg is None or not getattr(cfg, "mean", None):
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(cfg.mean), tuple(cfg.std)
+
+
 def inference_batch_size(settings: dict) -> int:
     """Batch size for predictions: four times the training batch (no gradients to keep), at least 64.
     Derived from the model's settings so that no separate knob re-runs training when changed."""
@@ -178,7 +195,7 @@ class Runner:
         self.model = model.to(device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.normalize = Normalizer().to(device)
+        self.normalize = Normalizer(*input_stats(settings)).to(device)
         self.forward = self.model
         if settings.get("compile") and self.cuda:
             self.forward = torch.compile(self.model)

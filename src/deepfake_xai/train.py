@@ -29,7 +29,7 @@ from . import models as dxmodels
 from .data.cache import ImageCache
 from .data.download import sha256_file
 from .io import atomic_path, write_csv, write_json
-from .runtime import Batches, Runner, inference_batch_size, pick_device
+from .runtime import Batches, Runner, inference_batch_size, input_stats, pick_device
 from .scores import balanced_accuracy
 from .sets import select
 from .settings import without_speed_keys
@@ -509,6 +509,7 @@ def _write_outputs(job: Job, state: Progress, out_dir: Path, elapsed: float, ini
         "init": ({"file": str(init_weights), "sha256": sha256_file(init_weights)} if init_weights
                  else {"random_seed": int(settings["seed"])}),
         "frozen_backbone_feature_seconds": state.feature_seconds,
+        "input_mean_std": [list(v) for v in input_stats(settings)],
     }
     write_json(out_dir / "train.json", summary)
     return summary

@@ -24,12 +24,12 @@ def run(args: argparse.Namespace) -> None:
 
     from ..explain.actmax import maximize, to_image
     from ..explain.panels import save_png
-    from ..runtime import IMAGENET_MEAN, IMAGENET_STD, explained_model
+    from ..runtime import explained_model, input_stats
 
     runner, _ = explained_model(args.weights, args.settings_json, args.device, args.threads)
     x, trace = maximize(runner.model, [0, 1], runner.image_size, steps=args.steps, seed=args.seed,
                         device=runner.device)
-    tiles = [np.asarray(Image.fromarray(to_image(x[i:i + 1], IMAGENET_MEAN, IMAGENET_STD)).resize((128, 128)))
+    tiles = [np.asarray(Image.fromarray(to_image(x[i:i + 1], *input_stats(args.settings_json))).resize((128, 128)))
              for i in range(2)]
     traces = {name: [round(float(trace[0, i]), 4), round(float(trace[-1, i]), 4)]
               for i, name in enumerate(("real", "fake"))}
