@@ -356,3 +356,19 @@ def test_explain_settings_from_train_json_and_what_the_flags_override(tmp_path):
     other = resolve(arch="efficientnet_b2")  # vgg19's layer name would not exist in it
     assert other["arch"] == "efficientnet_b2" and other["target_layer"] is None
     assert resolve(resize=0)["resize"] is None and resolve(size=64)["image_size"] == 64
+
+
+def test_a_missing_target_layer_is_one_clear_line_naming_it(tmp_path, synth_root):
+    """A config's target_layer that the model lacks: the layer and near names, no torch traceback."""
+    from safetensors.torch import save_file
+
+    model = create_model("mnasnet_100").eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    image = next((synth_root / "TrueFace_PreSocial/Fake/StyleGAN/images-psi-0.5").glob("*.png"))
+    settings = '{"arch": "mnasnet_100", "target_layer": "blocks.99.bn2", "image_size": 32, "center_crop": 32}'
+    proc = subprocess.run([sys.executable, "-m", "deepfake_xai.cli", "explain", str(image), "--weights",
+                           str(tmp_path / "w.safetensors"), "--settings-json", settings, "--method", "gradcam",
+                           "--out", str(tmp_path / "panel.png")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "has no layer 'blocks.99.bn2'" in proc.stderr and "set models.<name>.target_layer" in proc.stderr
+    assert not (tmp_path / "panel.png").exists()

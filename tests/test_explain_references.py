@@ -176,7 +176,7 @@ def test_bad_layers_sizes_and_weights_are_named():
     with pytest.raises(ModelError, match=r"vit_tiny_patch16_224 does not take 128 px.*img_size: 128"):
         check_input_size(model, 128, "vit_tiny_patch16_224")
     check_input_size(model, SIZE, "vit_tiny_patch16_224")
-    with pytest.raises(ValueError, match=r"shape \(3, 5\).*neither a feature map"):
+    with pytest.raises(ModelError, match=r"shape \(3, 5\).*neither a feature map"):
         as_feature_map(torch.zeros(3, 5), model)
     with pytest.raises(ModelError, match="timm refuses model_args"):
         create_model("resnet10t", model_args={"img_size": 96})

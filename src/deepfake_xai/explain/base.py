@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..registry import ModelError
+
 METHODS: dict[str, Method] = {}
 
 
@@ -59,7 +61,7 @@ def token_grid(model: nn.Module, n_tokens: int) -> tuple[int, int]:
         return int(grid[0]), int(grid[1])
     side = round(n_tokens ** 0.5)
     if side * side != n_tokens:
-        raise ValueError(f"{type(model).__name__}: {n_tokens} patch tokens lie on no square grid and the model "
+        raise ModelError(f"{type(model).__name__}: {n_tokens} patch tokens lie on no square grid and the model "
                          "names none (patch_embed.grid_size): set models.<name>.target_layer to a feature map")
     return side, side
 
@@ -76,7 +78,7 @@ def as_feature_map(t: torch.Tensor, model: nn.Module) -> torch.Tensor:
         tokens = t[:, int(getattr(model, "num_prefix_tokens", 0) or 0):]
         h, w = token_grid(model, tokens.shape[1])
         return tokens.reshape(len(t), h, w, t.shape[2]).permute(0, 3, 1, 2)
-    raise ValueError(f"{type(model).__name__}: the target layer's output has shape {tuple(t.shape)}, neither a "
+    raise ModelError(f"{type(model).__name__}: the target layer's output has shape {tuple(t.shape)}, neither a "
                      "feature map (B, C, H, W) nor a token sequence (B, N, C): set models.<name>.target_layer to "
                      "a convolutional stage or a transformer block")
 
