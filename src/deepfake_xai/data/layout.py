@@ -26,7 +26,8 @@ POSTSOCIAL_DIR = "TrueFace_PostSocial"
 PRE_DIR = re.compile(r"^(truefaces?[_\- ]?)?pre[_\- ]?social$", re.I)
 POST_DIR = re.compile(r"^(truefaces?[_\- ]?)?post[_\- ]?social$", re.I)
 # The synthetic set's generators: their TrueFace folder names.
-GENERATOR_FOLDERS = {"ffhq": "FFHQ", "stylegan": "StyleGAN", "stylegan2": "StyleGAN2", "diffusion": "Diffusion"}
+GENERATOR_FOLDERS = {"ffhq": "FFHQ", "stylegan": "StyleGAN", "stylegan2": "StyleGAN2", "diffusion": "Diffusion",
+                     "controlled": "Controlled"}
 # Name of the sidecar file in which the synthetic generator records each fake's evidence region.
 EVIDENCE_FILE = "evidence.csv"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -47,6 +48,8 @@ def class_dir(generator: str, psi: float | None) -> str:
     """Relative folder of one class below a platform root: ``Real/FFHQ`` or ``Fake/<gen>/<psi>``."""
     if generator == "ffhq":
         return "Real/FFHQ"
+    if generator == "controlled":
+        return "Fake/Controlled/region"
     return f"Fake/{GENERATOR_FOLDERS[generator]}/{psi_folder(generator, psi)}"
 
 

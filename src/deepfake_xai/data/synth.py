@@ -18,6 +18,12 @@ can be scored for localization.
   residual shaped by a difference of Gaussians (the top band restored, spread over a ring, not in
   peaks). A
   detector that learned the GAN trace alone need not recognize them: the hold-out cell's question.
+- "Controlled" pairs (``controlled``, none by default): a real image and its fake twin, identical
+  pixel for pixel except inside one square region at a random place (``controlled_region`` of the
+  side), where the same face went through the GAN path with a doubled fingerprint. A model that
+  tells the twins apart can only have used that region, so the region is the ground truth an
+  explanation score is checked against (the explanation-quality report's controlled check). They
+  are pre-social only (no shared copies).
 - Post-social copies of a subset of the pre-social images go through the social-platform simulator.
 
 Everything is deterministic for a seed: each image has its own generator seeded by
@@ -67,7 +73,7 @@ FACE_PARAMS: dict[str, tuple[float, float]] = {
 SKIN = np.array([[238, 205, 180], [198, 150, 115], [120, 80, 58]], dtype=np.float64)
 HAIR = np.array([[30, 24, 22], [110, 72, 42], [222, 192, 128]], dtype=np.float64)
 IRIS = np.array([[70, 110, 175], [80, 135, 80], [105, 62, 30]], dtype=np.float64)
-CLASS_IDS = {"ffhq": 0, "stylegan": 1, "stylegan2": 2, "diffusion": 3}
+CLASS_IDS = {"ffhq": 0, "stylegan": 1, "stylegan2": 2, "diffusion": 3, "controlled": 4}
 FAKE_GENERATORS = ("stylegan", "stylegan2", "diffusion")
 
 
@@ -84,6 +90,8 @@ class SynthConfig:
     )
     shared_fraction: float = 0.5
     fingerprint_strength: float = 2.0
+    controlled: int = 0  # real/fake twin pairs differing only inside one known region
+    controlled_region: float = 0.5  # the region's side, as a fraction of the image side
     workers: int = 1
     # trueface: TrueFace_PreSocial + TrueFace_PostSocial/<Platform>; folders: the CNNDetection/ForenSynths
     # convention <generator>/0_real|1_fake/... (no shared copies; reals spread over the generators' folders)
@@ -295,11 +303,29 @@ def make_image(cfg: SynthConfig, generator: str, psi: float | None, index: int):
     return Image.fromarray(np.clip(np.rint(out), 0, 255).astype(np.uint8)), box
 
 
+def make_controlled(cfg: SynthConfig, index: int):
+    """One controlled pair: the real twin and the fake (PIL images), equal outside the region, and
+    the region's normalized box."""
+    rng = np.random.default_rng([cfg.seed, CLASS_IDS["controlled"], 0, index])
+    face = sample_face(rng, 1.0)
+    size = cfg.image_size
+    real = _camera(render_face(face, size * cfg.render_scale)[0], size, rng)
+    gan = _generator(render_face(face, size * 2)[0], size, "stylegan", 2 * cfg.fingerprint_strength, rng)
+    side = max(2, int(round(cfg.controlled_region * size)))
+    x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, 2))
+    real = np.clip(np.rint(real), 0, 255).astype(np.uint8)
+    fake = real.copy()
+    fake[y0:y0 + side, x0:x0 + side] = np.clip(np.rint(gan[y0:y0 + side, x0:x0 + side]), 0, 255).astype(np.uint8)
+    return Image.fromarray(real), Image.fromarray(fake), (x0 / size, y0 / size, (x0 + side) / size, (y0 + side) / size)
+
+
 def _classes(cfg: SynthConfig) -> list[tuple[str, float | None, int]]:
     out: list[tuple[str, float | None, int]] = [("ffhq", None, int(cfg.real))]
     for gen in FAKE_GENERATORS:
         for psi, n in sorted(cfg.fake.get(gen, {}).items()):
             out.append((gen, float(psi), int(n)))
+    if cfg.controlled:
+        out.append(("controlled", None, int(cfg.controlled)))
     return out
 
 
@@ -314,8 +340,29 @@ def _shared_indices(cfg: SynthConfig, generator: str, psi: float | None, n: int)
     return np.sort(rng.permutation(n)[:k])
 
 
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _write_controlled(cfg: SynthConfig, root: Path, index: int) -> list[tuple[str, tuple | None]]:
+    real, fake, box = make_controlled(cfg, index)
+    stem = f"ctrl{index:05d}"
+    if cfg.layout == "folders":
+        rels = (f"controlled/0_real/{stem}.png", f"controlled/1_fake/{stem}.png")
+    else:
+        rels = (f"{layout.platform_root(None)}/{layout.class_dir('ffhq', None)}/{stem}.png",
+                f"{layout.platform_root(None)}/{layout.class_dir('controlled', None)}/{stem}.png")
+    _write(root / rels[0], _png(real))
+    _write(root / rels[1], _png(fake))
+    return [(rels[0], None), (rels[1], box)]
+
+
 def _write_one(args) -> list[tuple[str, tuple | None]]:
     cfg, root, generator, psi, index, shared = args
+    if generator == "controlled":
+        return _write_controlled(cfg, root, index)
     img, box = make_image(cfg, generator, psi, index)
     rel_dir = layout.class_dir(generator, psi)
     stem = _stem(generator, index)
@@ -357,7 +404,7 @@ def generate(root: str | Path, cfg: SynthConfig, progress: bool = True) -> Path:
     tmp.mkdir(parents=True)
     jobs = []
     for generator, psi, n in _classes(cfg):
-        shared = set(_shared_indices(cfg, generator, psi, n).tolist())
+        shared = set() if generator == "controlled" else set(_shared_indices(cfg, generator, psi, n).tolist())
         jobs += [(cfg, tmp, generator, psi, i, i in shared) for i in range(n)]
     evidence = []
     bar = tqdm(total=len(jobs), desc="synthesize", unit="img", disable=not progress)
@@ -376,7 +423,8 @@ def generate(root: str | Path, cfg: SynthConfig, progress: bool = True) -> Path:
         writer.writerow(["path", "x0", "y0", "x1", "y1", "cue"])
         for rel, box in sorted(evidence):
             if box is not None:
-                writer.writerow([rel, *(f"{v:.6f}" for v in box), "mismatched_eyes"])
+                cue = "controlled_region" if "/Controlled/" in rel or rel.startswith("controlled/") else "mismatched_eyes"
+                writer.writerow([rel, *(f"{v:.6f}" for v in box), cue])
     if root.exists():
         shutil.rmtree(root)
     tmp.rename(root)
