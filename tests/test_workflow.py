@@ -105,6 +105,16 @@ def test_explanation_quality_scores_and_ranking(tiny_run):
         assert f"| {m} |" in ranking
     for fig in ("priors.png", "spectra.png", "robustness.png"):
         assert (tiny_run / "reports/tiny/xai" / fig).read_bytes()[:4] == b"\x89PNG"
+    # the controlled check: the cells' controlled fakes scored beside the oracle and random maps
+    scores = json.loads((tiny_run / "results/tiny/xai_metrics/mnasnet_100/presocial/presocial.json").read_text())
+    ctrl = scores["controlled"]
+    assert ctrl["n"] >= 1 and {"oracle", "random", "saliency"} <= set(ctrl["methods"])
+    assert all(len(v) == ctrl["n"] for v in ctrl["methods"]["oracle"].values())
+    assert ctrl["methods"]["oracle"]["pointing_game"] == [1.0] * ctrl["n"]
+    table = (tiny_run / "reports/tiny/xai/controlled.csv").read_text().splitlines()
+    assert table[0].startswith("method,pointing_game") and any(r.startswith("oracle,") for r in table)
+    assert "Controlled check" in ranking and "# The controlled check" in (
+        tiny_run / "reports/tiny/xai/controlled.md").read_text()
 
 
 def test_report_tables_figures_and_html(tiny_run):

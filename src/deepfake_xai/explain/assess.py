@@ -171,6 +171,48 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
     return result
 
 
+# The scores the controlled check holds to known answers, and which direction is better.
+CONTROLLED_SCORES = {"pointing_game": +1, "energy_in_box": +1, "insertion_auc": +1, "deletion_auc": -1}
+REFERENCE_MAPS = ("oracle", "random")
+
+
+def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxes: list, methods: list[str],
+                      steps: int, batch_size: int = 64, seed: int = 0) -> dict:
+    """Every method's maps of controlled fakes (each differs from its real twin only inside its box,
+    so the box is what the model can use) scored per image for the fake class, beside the two
+    reference maps every score must order correctly: ``oracle`` (the box) and ``random`` (noise).
+    Returns {"n": images, "methods": {name: {score: [per-image values]}}}."""
+    model = runner.model
+
+    @torch.no_grad()
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(model(x).float(), 1)
+
+    images = runner.inputs(torch.from_numpy(crops))
+    targets = torch.ones(len(crops), dtype=torch.long)  # the fake class, which the region decides
+    h, w = crops.shape[1:3]
+    masks = np.stack([Q.box_mask(b, h, w) for b in boxes])
+    maps = {m: v.astype(np.float32) for m, v in explain_cell(
+        model=model, target_layer=layer, images=images, methods=methods, targets=targets,
+        batch_size=batch_size, progress=False)["maps"].items()}
+    maps["oracle"] = Q.oracle_maps(masks)
+    maps["random"] = Q.random_maps(len(crops), h, w, seed)
+    ends = {mode: Q.curve_ends(predict, images, targets, mode, batch_size) for mode in ("deletion", "insertion")}
+    out = {}
+    for m, mm in maps.items():
+        tm = torch.from_numpy(mm)
+        out[m] = {
+            "pointing_game": Q.pointing_game(mm, masks).tolist(),
+            "energy_in_box": Q.energy_inside(mm, masks).tolist(),
+            "deletion_auc": Q.curve_auc(Q.perturbation_curve(predict, images, tm, targets, steps, "deletion",
+                                                             batch_size, ends["deletion"])).tolist(),
+            "insertion_auc": Q.curve_auc(Q.perturbation_curve(predict, images, tm, targets, steps, "insertion",
+                                                              batch_size, ends["insertion"])).tolist(),
+        }
+    return {"n": len(crops), "p_fake": [float(v) for v in ends["deletion"][0]], "box_area_share": float(masks.mean()),
+            "methods": out}
+
+
 def robustness_subset(n: int, k: int | None, seed: int = 0) -> np.ndarray:
     """Which of a test set's ``n`` images the robustness curves use: a seeded random ``k`` of them in
     ascending order, or all when ``k`` is 0/None or not below ``n``. A subset of the subset is the

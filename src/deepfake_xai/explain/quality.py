@@ -80,6 +80,27 @@ def energy_inside(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.where(total > 0, inside / np.maximum(total, 1e-12), area)
 
 
+# ---------------------------------------------------------------- known answers
+
+def oracle_maps(masks: np.ndarray, sigma: float = 0.02) -> np.ndarray:
+    """The answer itself as a map: each region mask, lightly smoothed (a Gaussian of ``sigma`` of
+    the side, so its edge is graded like a heatmap's), in [0, 1]. What a score must rank first."""
+    n, h, w = masks.shape
+    x = torch.from_numpy(masks.astype(np.float32))[:, None]
+    r = max(1, int(round(3 * sigma * max(h, w))))
+    k = torch.exp(-(torch.arange(-r, r + 1, dtype=torch.float32) ** 2) / (2 * (sigma * max(h, w)) ** 2))
+    k = k / k.sum()
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))[:, 0].numpy()
+    hi = x.reshape(n, -1).max(axis=1).reshape(n, 1, 1)
+    return np.where(hi > 0, x / np.maximum(hi, 1e-12), x).astype(np.float32)
+
+
+def random_maps(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Seeded uniform noise maps: no information about the region. What a score must rank last."""
+    return np.random.default_rng(seed).random((n, h, w), dtype=np.float32)
+
+
 # ---------------------------------------------------------------- faithfulness
 
 def _order(maps: torch.Tensor, device: torch.device) -> torch.Tensor:

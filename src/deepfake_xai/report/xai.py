@@ -64,9 +64,10 @@ def pooled(cells: list[dict], method: str, key: str) -> dict | None:
     return {"mean": mean, "ci95": ci, "cells": len(entries), "n": int(w.sum())}
 
 
-def ranking(cells: list[dict]) -> list[dict]:
+def ranking(cells: list[dict], check: dict | None = None) -> list[dict]:
     """One row per method: pooled scores, ranks by localization (energy in box) and faithfulness
-    (insertion minus deletion AUC), and the sanity verdicts over cells."""
+    (insertion minus deletion AUC), and the sanity verdicts over cells. A rank whose scores failed
+    the controlled check (``check``) is not given."""
     methods = sorted({m for c in cells for m in c["methods"]})
     rows = []
     for m in methods:
@@ -82,6 +83,8 @@ def ranking(cells: list[dict]) -> list[dict]:
         row["faithfulness"] = None if not ins or not dele else ins["mean"] - dele["mean"]
         rows.append(row)
     for key, rank_key in (("energy_in_box", "localization_rank"), ("faithfulness", "faithfulness_rank")):
+        if not rank_allowed(key, check):
+            continue
         def value(r, key=key):
             v = r[key]
             return v["mean"] if isinstance(v, dict) else v
@@ -89,6 +92,102 @@ def ranking(cells: list[dict]) -> list[dict]:
         for i, r in enumerate(ordered, 1):
             r[rank_key] = i
     return sorted(rows, key=lambda r: (r.get("faithfulness_rank", 99), r["method"]))
+
+
+CONTROLLED_KEYS = {"pointing_game": ("pointing_game", +1), "energy_in_box": ("energy_in_box", +1),
+                   "insertion_auc": ("insertion_auc", +1), "deletion_auc": ("deletion_auc", -1)}
+
+
+def rank_allowed(key: str, check: dict | None) -> bool:
+    """Whether a rank may be given: its scores did not fail the controlled check (unchecked, where
+    the data has no controlled fakes, is allowed and said so in ranking.md)."""
+    needs = {"energy_in_box": ("energy_in_box",), "faithfulness": ("insertion_auc", "deletion_auc")}[key]
+    return not check or all(check.get(k, {}).get("passed") is not False for k in needs)
+
+
+def controlled_rows(cells: list[dict]) -> list[dict]:
+    """One row per method (the oracle and random maps included) over every cell's controlled fakes:
+    each score's mean with a bootstrap 95% interval over the pooled images."""
+    parts = [c["controlled"] for c in cells if c.get("controlled")]
+    methods = sorted({m for p in parts for m in p["methods"]})
+    rows = []
+    for m in methods:
+        row = {"method": m}
+        for key in CONTROLLED_KEYS:
+            values = [v for p in parts if m in p["methods"] for v in p["methods"][m][key] if v is not None]
+            row[key] = Q.mean_ci(values) if values else None
+        rows.append(row)
+    return rows
+
+
+def controlled_check(rows: list[dict]) -> dict[str, dict]:
+    """Per score: whether it ranks the known answers correctly on the controlled fakes, the oracle
+    map first and the random map last of every method, their intervals apart. A score that fails
+    is not used to rank methods."""
+    by = {r["method"]: r for r in rows}
+    out = {}
+    for key, (_, sign) in CONTROLLED_KEYS.items():
+        if "oracle" not in by or "random" not in by or not by["oracle"][key] or not by["random"][key]:
+            out[key] = {"passed": None, "why": "no controlled images"}
+            continue
+        scored = sorted((r for r in rows if r[key]), key=lambda r: -sign * r[key]["mean"])
+        order = [r["method"] for r in scored]
+        o, r = by["oracle"][key], by["random"][key]
+        apart = bool(o.get("ci95") and r.get("ci95") and (o["ci95"][0] > r["ci95"][1] if sign > 0
+                                                          else o["ci95"][1] < r["ci95"][0]))
+        # ties allowed (a method may localize perfectly too); strictly better than the oracle or
+        # strictly worse than noise is a wrong order
+        above = [m["method"] for m in scored if sign * m[key]["mean"] > sign * o["mean"]]
+        below = [m["method"] for m in scored if sign * m[key]["mean"] < sign * r["mean"]]
+        first, last = not above, not below
+        why = []
+        if not first:
+            why.append(f"{', '.join(above)} {'scores' if len(above) == 1 else 'score'} above the oracle")
+        if not last:
+            why.append(f"{', '.join(below)} {'scores' if len(below) == 1 else 'score'} below the random map")
+        if not apart:
+            why.append("the oracle's and the random map's intervals overlap")
+        out[key] = {"passed": first and last and apart, "why": "; ".join(why) or "oracle first, random last",
+                    "order": order}
+    return out
+
+
+def controlled_markdown(rows: list[dict], check: dict, n_images: int) -> str:
+    lines = ["# The controlled check: scores on fakes whose evidence is known", "",
+             f"{n_images} controlled fakes (pooled over the explained cells): each equals a real twin pixel for pixel "
+             "except inside one square region, so a model that calls it fake used that region. `oracle` is the "
+             "region itself (lightly smoothed), `random` seeded noise. A score passes when it ranks the oracle "
+             "first and the random map last of every method with their 95% intervals apart; the ranking "
+             "(ranking.md) uses only the scores that pass.", "",
+             "| method | " + " | ".join(k.replace("_", " ") + (" (lower is better)" if s < 0 else "")
+                                       for k, (_, s) in CONTROLLED_KEYS.items()) + " |",
+             "|---|" + "---|" * len(CONTROLLED_KEYS)]
+    for r in rows:
+        lines.append(f"| {r['method']} | " + " | ".join(_fmt(r[k]) for k in CONTROLLED_KEYS) + " |")
+    lines += ["", "| score | check | why |", "|---|---|---|"]
+    for k, c in check.items():
+        verdict = "n/a" if c["passed"] is None else ("passes" if c["passed"] else "FAILS")
+        lines.append(f"| {k.replace('_', ' ')} | {verdict} | {c['why']} |")
+    return "\n".join(lines) + "\n"
+
+
+def controlled_csv(rows: list[dict], check: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    head = ["method"]
+    for k in CONTROLLED_KEYS:
+        head += [k, f"{k}_ci_low", f"{k}_ci_high", f"{k}_n"]
+    w.writerow(head)
+    for r in rows:
+        out = [r["method"]]
+        for k in CONTROLLED_KEYS:
+            v = r[k] or {}
+            ci = v.get("ci95") or ["", ""]
+            out += [f"{v['mean']:.6f}" if v else "", *(f"{x:.6f}" if x != "" else "" for x in ci), v.get("n", "")]
+        w.writerow(out)
+    w.writerow(["check", *[x for k in CONTROLLED_KEYS for x in (
+        {None: "n/a", True: "passes", False: "fails"}[check[k]["passed"]], "", "", "")]])
+    return buf.getvalue()
 
 
 def sanity_verdict(row: dict) -> str:
@@ -106,10 +205,24 @@ def _fmt(v: dict | None, digits: int = 3) -> str:
     return f"{v['mean']:.{digits}f}{ci}"
 
 
-def ranking_markdown(rows: list[dict], cells: list[dict]) -> str:
+def _check_text(check: dict | None) -> list[str]:
+    """What ranking.md says of the controlled check: which scores passed, which ranks are withheld."""
+    if not check or all(c["passed"] is None for c in check.values()):
+        return ["**Controlled check: not run** (this dataset has no controlled fakes, data.synthetic.controlled): the "
+                "scores below were never shown to rank a known answer correctly; read the ranks with that in mind.", ""]
+    passed = [k for k, c in check.items() if c["passed"]]
+    failed = [f"{k} ({c['why']})" for k, c in check.items() if c["passed"] is False]
+    withheld = [name for key, name in (("energy_in_box", "localization"), ("faithfulness", "faithfulness"))
+                if not rank_allowed(key, check)]
+    return [f"**Controlled check** (controlled.md): passed: {', '.join(passed) or 'none'}; failed: "
+            f"{', '.join(failed) or 'none'}."
+            + (f" The {' and '.join(withheld)} rank rests on a failed score and is not given." if withheld else ""), ""]
+
+
+def ranking_markdown(rows: list[dict], cells: list[dict], check: dict | None = None) -> str:
     n_img = sum(c["n_images"] for c in cells)
     n_box = sum(c["n_with_box"] for c in cells)
-    lines = ["# Which heatmap method tells the truth", "",
+    lines = ["# Which heatmap method tells the truth", "", *_check_text(check),
              f"{len(cells)} explained cells, {n_img} images ({n_box} fakes with a known evidence region). "
              "Means with 95% intervals (bootstrap per cell; pooled over cells image-weighted, by the "
              "normal approximation). Localization rank: energy "
@@ -286,18 +399,24 @@ def robustness_figure(cells: list[dict], path: str | Path) -> Path:
 
 def xai_outputs(out_dir: str | Path) -> list[str]:
     out = Path(out_dir)
-    return [str(out / n) for n in ("ranking.md", "ranking.csv", "priors.png", "spectra.png", "robustness.png")]
+    return [str(out / n) for n in ("ranking.md", "ranking.csv", "controlled.md", "controlled.csv", "priors.png",
+                                   "spectra.png", "robustness.png")]
 
 
 def build_xai_report(*, xai_paths: list, maps_paths: list, manifest, cache, out_dir: str | Path,
                      method: str = PRIOR_METHOD) -> list[Path]:
     cells = xai_files(xai_paths)
     out = Path(out_dir)
-    rows = ranking(cells)
-    write_text(out / "ranking.md", ranking_markdown(rows, cells))
+    crows = controlled_rows(cells)
+    check = controlled_check(crows)
+    n_controlled = sum(c["controlled"]["n"] for c in cells if c.get("controlled"))
+    write_text(out / "controlled.md", controlled_markdown(crows, check, n_controlled))
+    write_text(out / "controlled.csv", controlled_csv(crows, check))
+    rows = ranking(cells, check)
+    write_text(out / "ranking.md", ranking_markdown(rows, cells, check))
     write_text(out / "ranking.csv", ranking_csv(rows))
     platform_of = dict(zip(manifest["image_id"].astype(str), manifest["platform"].astype(str)))
-    written = [out / "ranking.md", out / "ranking.csv"]
+    written = [out / "controlled.md", out / "controlled.csv", out / "ranking.md", out / "ranking.csv"]
     written.append(priors_figure(maps_paths, platform_of, out / "priors.png", method))
     written.append(spectra_figure(cache, manifest, out / "spectra.png"))
     written.append(robustness_figure(cells, out / "robustness.png"))

@@ -35,6 +35,8 @@ OPTIONS = (
            config="xai.scales"),
     Option("--robustness-images", "test images for robustness (0: all)", type=int, default=0,
            config="xai.robustness_images"),
+    Option("--controlled-images", "controlled fakes of the test set scored beside the oracle and random maps "
+           "(0: none)", type=int, default=64, config="xai.controlled_images"),
     Option("--batch-size", "images per batch", type=int, default=64, config="xai.batch_size"),
     Option("--seed", "seed of the random parts (robustness subset, randomized weights)", type=int, default=0,
            config="xai.seed"),
@@ -53,6 +55,29 @@ def _boxes(cell: dict, manifest, settings: dict, size: int) -> list:
         boxes.append(box_in_crop(box, int(row["width"]), int(row["height"]), settings.get("resize"),
                                  int(settings["center_crop"]), size) if row["label"] == 1 else None)
     return boxes
+
+
+def _controlled(args, runner, layer, cell: dict, manifest, preds, cache, settings: dict, size: int) -> dict | None:
+    """The controlled check's scores on this cell's controlled fakes (None where the test set has none)."""
+    import torch
+
+    from ..explain.assess import assess_controlled
+    from ..explain.quality import box_in_crop
+    from ..runtime import crop_batch
+
+    ids = [str(i) for i, y in zip(preds["image_id"], preds["label"], strict=True) if y == 1]
+    rows = manifest.loc[ids]
+    rows = rows[(rows["generator"] == "controlled") & rows["evidence_x0"].notna()]
+    if not args.controlled_images or rows.empty:
+        return None
+    rows = rows.iloc[: args.controlled_images]
+    boxes = [box_in_crop([r.evidence_x0, r.evidence_y0, r.evidence_x1, r.evidence_y1], int(r.width), int(r.height),
+                         settings.get("resize"), int(settings["center_crop"]), size) for r in rows.itertuples()]
+    keep = [i for i, b in enumerate(boxes) if b is not None]
+    crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(list(rows.index[keep])))), size).numpy()
+    return assess_controlled(runner=runner, layer=layer, crops=crops, boxes=[boxes[i] for i in keep],
+                             methods=sorted(cell["maps"]), steps=args.steps, batch_size=args.batch_size,
+                             seed=args.seed)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -86,6 +111,7 @@ def run(args: argparse.Namespace) -> None:
                          test_labels=np.asarray(preds["label"])[pick], jpeg_qualities=args.jpeg, scales=args.scales,
                          batch_size=args.batch_size, robustness_images=args.robustness_images,
                          threshold=args.threshold)
+    result["controlled"] = _controlled(args, runner, layer, cell, manifest, preds, cache, settings, size)
     result.update({"model": args.model, "train_set": args.train_set, "test_set": args.test_set})
     write_json(args.out, nan_to_none(result))
     print(_summary(result, args.out))

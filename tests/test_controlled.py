@@ -1,0 +1,120 @@
+"""The controlled check: on fakes that equal a real twin except inside one known region, scored with
+a detector built so that it can only use that region, every score must rank the oracle map first and
+the random map last; a score broken on purpose must fail the check."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from deepfake_xai.data.synth import SynthConfig, make_controlled
+from deepfake_xai.explain import quality as Q
+from deepfake_xai.explain.assess import assess_controlled
+from deepfake_xai.report.xai import controlled_check, controlled_csv, controlled_markdown, controlled_rows, ranking
+from deepfake_xai.runtime import Runner
+
+SIZE = 48
+
+
+class CheckerboardDetector(nn.Module):
+    """P(fake) from the image's period-2 (checkerboard) component, the generator's fingerprint: a
+    stride-2 checkerboard filter answers it with one sign everywhere (noise and content average out),
+    and the controlled fakes carry it inside their region only, their real twins nowhere, so the
+    region is the whole answer."""
+
+    def __init__(self, threshold: float, gain: float):
+        super().__init__()
+        k = torch.tensor([[1.0, -1.0], [-1.0, 1.0]])
+        self.conv = nn.Conv2d(3, 2, 2, stride=2, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.stack([k.expand(3, 2, 2), -k.expand(3, 2, 2)]) / 3)
+        self.act = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[gain, -gain], [-gain, gain]]) / 2)
+            self.fc.bias.copy_(torch.tensor([gain * threshold, -gain * threshold]) / 2)
+
+    def energy(self, x):  # the fingerprint's strength: the mean response of the negative phase
+        f = self.pool(self.act(self.conv(x))).flatten(1)
+        return f[:, 1] - f[:, 0]
+
+    def forward(self, x):
+        return self.fc(self.pool(self.act(self.conv(x))).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def controlled():
+    cfg = SynthConfig(image_size=SIZE, controlled_region=0.4)
+    pairs = [make_controlled(cfg, i) for i in range(24)]
+    reals = np.stack([np.asarray(r) for r, _, _ in pairs])
+    fakes = np.stack([np.asarray(f) for _, f, _ in pairs])
+    boxes = [(b[0] * SIZE, b[1] * SIZE, b[2] * SIZE, b[3] * SIZE) for _, _, b in pairs]
+    settings = {"image_size": SIZE, "amp": False, "channels_last": False}
+    probe = Runner(CheckerboardDetector(0.0, 1.0), torch.device("cpu"), settings)
+    with torch.no_grad():
+        e_real = probe.model.energy(probe.inputs(torch.from_numpy(reals)))
+        e_fake = probe.model.energy(probe.inputs(torch.from_numpy(fakes)))
+    assert float(e_fake.min()) > float(e_real.max())  # the twins are told apart by the region alone
+    threshold = float(e_real.max() + e_fake.min()) / 2
+    runner = Runner(CheckerboardDetector(threshold, 8.0 / float(e_fake.min() - e_real.max())).eval(),
+                    torch.device("cpu"), settings)
+    result = assess_controlled(runner=runner, layer=runner.model.act, crops=fakes, boxes=boxes,
+                               methods=["gradcam", "saliency", "activation"], steps=8, batch_size=64)
+    return {"result": result, "runner": runner, "fakes": fakes, "boxes": boxes}
+
+
+def test_the_pair_differs_only_inside_its_region():
+    real, fake, box = make_controlled(SynthConfig(image_size=SIZE), 3)
+    diff = (np.asarray(real) != np.asarray(fake)).any(2)
+    ys, xs = np.nonzero(diff)
+    x0, y0, x1, y1 = (round(v * SIZE) for v in box)
+    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0, y0, x1, y1)
+    assert diff.mean() > 0.1 and diff.sum() > 0.9 * (x1 - x0) * (y1 - y0)  # the region changed, all of it
+
+
+def test_scores_rank_the_oracle_first_and_the_random_map_last(controlled):
+    result = controlled["result"]
+    assert result["n"] == 24 and min(result["p_fake"]) > 0.9  # the detector calls every controlled fake fake
+    rows = controlled_rows([{"controlled": result}])
+    check = controlled_check(rows)
+    for score in ("pointing_game", "energy_in_box", "deletion_auc"):
+        assert check[score]["passed"], (score, check[score])
+        assert check[score]["order"][0] == "oracle" and check[score]["order"][-1] == "random"
+    by = {r["method"]: r for r in rows}
+    assert by["oracle"]["pointing_game"]["mean"] == 1.0
+    # the random map's energy in the box is the box's area share, within noise
+    assert abs(by["random"]["energy_in_box"]["mean"] - result["box_area_share"]) < 0.03
+    md = controlled_markdown(rows, check, result["n"])
+    assert "| oracle |" in md and "| random |" in md and "passes" in md
+    assert controlled_csv(rows, check).splitlines()[0].startswith("method,pointing_game,pointing_game_ci_low")
+
+
+def test_a_score_broken_on_purpose_fails_the_check(controlled, monkeypatch):
+    """Energy in the box computed on the inverted map (the mistake of reading 1 - map): the oracle
+    drops to the bottom and the check says so; the ranking then gives no localization rank."""
+    true_energy = Q.energy_inside
+    monkeypatch.setattr(Q, "energy_inside", lambda maps, masks: true_energy(1.0 - maps, masks))
+    r = controlled["runner"]
+    broken = assess_controlled(runner=r, layer=r.model.act, crops=controlled["fakes"], boxes=controlled["boxes"],
+                               methods=["gradcam"], steps=4, batch_size=64)
+    check = controlled_check(controlled_rows([{"controlled": broken}]))
+    assert check["energy_in_box"]["passed"] is False and "above the oracle" in check["energy_in_box"]["why"]
+    assert check["pointing_game"]["passed"]  # the other scores are untouched
+    cell = {"methods": {"gradcam": {"energy_in_box": {"mean": 0.5, "n": 3, "ci95": [0.4, 0.6]},
+                                    "insertion_auc": {"mean": 0.6, "n": 3, "ci95": [0.5, 0.7]},
+                                    "deletion_auc": {"mean": 0.2, "n": 3, "ci95": [0.1, 0.3]},
+                                    "sanity": "passes"}}}
+    rows = ranking([cell], check)
+    assert "localization_rank" not in rows[0] and ("faithfulness_rank" in rows[0]) == bool(
+        check["insertion_auc"]["passed"] and check["deletion_auc"]["passed"])
+
+
+def test_oracle_and_random_maps():
+    masks = np.zeros((2, 20, 20), bool)
+    masks[:, 5:10, 5:10] = True
+    oracle = Q.oracle_maps(masks)
+    assert oracle.max() == pytest.approx(1.0) and oracle[0, 7, 7] == pytest.approx(1.0)
+    assert oracle[0, 0, 0] < 1e-3 and 0 < oracle[0, 4, 7] < 1  # smoothed at the edge, zero far away
+    a, b = Q.random_maps(2, 20, 20, seed=1), Q.random_maps(2, 20, 20, seed=1)
+    assert np.array_equal(a, b) and not np.array_equal(a, Q.random_maps(2, 20, 20, seed=2))
