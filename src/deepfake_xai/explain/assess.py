@@ -172,15 +172,18 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
 
 
 # The scores the controlled check holds to known answers, and which direction is better.
-CONTROLLED_SCORES = {"pointing_game": +1, "energy_in_box": +1, "insertion_auc": +1, "deletion_auc": -1}
+CONTROLLED_SCORES = {"pointing_game": +1, "energy_in_box": +1, "insertion_auc": +1, "deletion_auc": -1,
+                     "twin_insertion_auc": +1, "twin_deletion_auc": -1}
 REFERENCE_MAPS = ("oracle", "random")
 
 
 def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxes: list, methods: list[str],
-                      steps: int, batch_size: int = 64, seed: int = 0) -> dict:
+                      steps: int, batch_size: int = 64, seed: int = 0, twins: np.ndarray | None = None) -> dict:
     """Every method's maps of controlled fakes (each differs from its real twin only inside its box,
     so the box is what the model can use) scored per image for the fake class, beside the two
     reference maps every score must order correctly: ``oracle`` (the box) and ``random`` (noise).
+    ``twins``: each fake's real twin (uint8 crops), the counterfactual baseline of the ``twin_*``
+    deletion and insertion (pixels replaced by the twin's: no artefact of their own).
     Returns {"n": images, "methods": {name: {score: [per-image values]}}}."""
     model = runner.model
 
@@ -198,6 +201,9 @@ def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxe
     maps["oracle"] = Q.oracle_maps(masks)
     maps["random"] = Q.random_maps(len(crops), h, w, seed)
     ends = {mode: Q.curve_ends(predict, images, targets, mode, batch_size) for mode in ("deletion", "insertion")}
+    twin = runner.inputs(torch.from_numpy(twins)) if twins is not None else None
+    twin_ends = ({mode: Q.curve_ends(predict, images, targets, mode, batch_size, twin)
+                  for mode in ("deletion", "insertion")} if twin is not None else None)
     out = {}
     for m, mm in maps.items():
         tm = torch.from_numpy(mm)
@@ -209,7 +215,12 @@ def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxe
             "insertion_auc": Q.curve_auc(Q.perturbation_curve(predict, images, tm, targets, steps, "insertion",
                                                               batch_size, ends["insertion"])).tolist(),
         }
-    return {"n": len(crops), "p_fake": [float(v) for v in ends["deletion"][0]], "box_area_share": float(masks.mean()),
+        if twin is not None:
+            for mode in ("deletion", "insertion"):
+                out[m][f"twin_{mode}_auc"] = Q.curve_auc(Q.perturbation_curve(
+                    predict, images, tm, targets, steps, mode, batch_size, twin_ends[mode], twin)).tolist()
+    return {"n": len(crops), "p_fake": [float(v) for v in ends["deletion"][0]],
+            "p_fake_twin": None if twin_ends is None else [float(v) for v in twin_ends["deletion"][1]], "box_area_share": float(masks.mean()),
             "methods": out}
 
 

@@ -120,19 +120,22 @@ def blurred(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch
     return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
-def _curve_images(images: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _curve_images(images: torch.Tensor, mode: str,
+                  baseline: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """What a curve starts from and ends at: the images and zeros (deletion), or a blurred copy and
-    the images (insertion)."""
+    the images (insertion); with ``baseline`` (e.g. a controlled fake's real twin) that replaces
+    the zeros and the blurred copy."""
     if mode == "deletion":
-        return images, torch.zeros_like(images)
+        return images, torch.zeros_like(images) if baseline is None else baseline
     if mode == "insertion":
-        return blurred(images), images
+        return (blurred(images) if baseline is None else baseline), images
     raise ValueError(f"mode must be deletion or insertion, not {mode!r}")
 
 
 def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
                        steps: int, mode: str = "deletion", batch_size: int = 64,
-                       ends: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                       ends: tuple[np.ndarray, np.ndarray] | None = None,
+                       baseline: torch.Tensor | None = None) -> np.ndarray:
     """P(target) as the most salient pixels are removed (deletion: replaced by zero, the ImageNet
     normalization mean colour) or inserted into a blurred copy (insertion), in ``steps`` equal steps.
     Returns (N, steps + 1), from 0% to 100% of the pixels.
@@ -140,7 +143,7 @@ def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tenso
     The first and last steps do not depend on the map (nothing or everything replaced): pass them
     as ``ends`` (see :func:`curve_ends`) to score several methods without predicting them again."""
     n, _, h, w = images.shape
-    start, finish = _curve_images(images, mode)
+    start, finish = _curve_images(images, mode, baseline)
     todo = torch.arange(1, steps) if ends is not None else torch.arange(steps + 1)
     removed = torch.round(todo.double() * (h * w) / steps).long().to(images.device)  # pixels replaced per step
     # rank[i, p]: the position of pixel p in image i's saliency order (0 = most salient)
@@ -165,9 +168,9 @@ def perturbation_curve(predict: Predict, images: torch.Tensor, maps: torch.Tenso
 
 
 def curve_ends(predict: Predict, images: torch.Tensor, targets: torch.Tensor, mode: str,
-               batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+               batch_size: int = 64, baseline: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """P(target) at 0% and 100% of a deletion or insertion curve: the same for every map."""
-    start, finish = _curve_images(images, mode)
+    start, finish = _curve_images(images, mode, baseline)
     probs = _target_probs(predict, torch.cat([start, finish]), targets.long().repeat(2), batch_size)
     return probs[:len(images)], probs[len(images):]
 

@@ -74,10 +74,26 @@ def _controlled(args, runner, layer, cell: dict, manifest, preds, cache, setting
     boxes = [box_in_crop([r.evidence_x0, r.evidence_y0, r.evidence_x1, r.evidence_y1], int(r.width), int(r.height),
                          settings.get("resize"), int(settings["center_crop"]), size) for r in rows.itertuples()]
     keep = [i for i, b in enumerate(boxes) if b is not None]
-    crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(list(rows.index[keep])))), size).numpy()
+    ids = list(rows.index[keep])
+    crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(ids))), size).numpy()
+    # each fake's real twin (the same file name below Real/): the counterfactual baseline
+    twin_of = _twins(manifest, rows.iloc[keep])
+    twins = None
+    if all(t is not None for t in twin_of):
+        twins = crop_batch(torch.from_numpy(cache.read(cache.rows_for(twin_of))), size).numpy()
     return assess_controlled(runner=runner, layer=layer, crops=crops, boxes=[boxes[i] for i in keep],
                              methods=sorted(cell["maps"]), steps=args.steps, batch_size=args.batch_size,
-                             seed=args.seed)
+                             seed=args.seed, twins=twins)
+
+
+def _twins(manifest, fakes) -> list:
+    """The image id of each controlled fake's real twin (same file stem, a real of the same part)."""
+    from pathlib import PurePosixPath
+
+    reals = manifest[(manifest["label"] == 0)]
+    by_stem = {(PurePosixPath(p).stem, part): i for i, p, part in zip(reals.index, reals["path"], reals["platform"],
+                                                                       strict=True)}
+    return [by_stem.get((PurePosixPath(r.path).stem, r.platform)) for r in fakes.itertuples()]
 
 
 def run(args: argparse.Namespace) -> None:
