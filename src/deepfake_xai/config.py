@@ -306,6 +306,12 @@ def check(config: dict) -> None:
         s = model_settings(config, name)
         if s.get("pretrained"):
             check_source(s.get("pretrained_from"), s.get("pretrained_sha256"), f"models.{name}.pretrained_from")
+        if s.get("freeze_backbone") and not s.get("pretrained"):
+            raise ValueError(f"models.{name}: freeze_backbone trains a head on the backbone's features, random ones "
+                             "without pretrained weights; set pretrained: true")
+        if s.get("freeze_backbone") and config.get("compute", {}).get("gpus_per_job", 1) > 1:
+            raise ValueError(f"models.{name}: freeze_backbone trains a linear head in one process; set "
+                             "compute.gpus_per_job: 1")
         if s["image_size"] > s["center_crop"]:
             raise ValueError(
                 f"models.{name}: image_size={s['image_size']} is larger than "

@@ -252,6 +252,7 @@ def explained_model(weights: str | Path, settings: dict, device: str | None, thr
     if runner_device.type == "cpu":
         torch.set_num_threads(max(1, threads))
     runner = Runner(load_trained(weights, settings), runner_device, {**settings, "compile": False})
+    dxmodels.check_input_size(runner.model, runner.image_size, settings["arch"])  # a ViT's grid, named
     layer_name = settings.get("target_layer") or dxmodels.info(settings["arch"]).target_layer
     if not layer_name:  # a timm model outside the registry: the input of its global pool
         try:

@@ -248,6 +248,7 @@ class Job:
     name: str
     train_set: str
     progress: bool
+    init_sha256: str | None = None  # the pretrained file's: a changed file must not resume old weights
 
 
 def _augmentation(job: Job, b: int, gen: torch.Generator) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -467,7 +468,8 @@ def _job(*, cache: ImageCache, manifest: pd.DataFrame, train_set: str, settings:
     # batch_size is per process: under torchrun the global batch is batch_size x world size
     steps_per_epoch = max(1, (n_train // dist.world) // int(settings["batch_size"]))
     return Job(runner, optimizer, forward, settings, split, dist, cached_side, steps_per_epoch,
-               int(settings["epochs"]) * steps_per_epoch, name, train_set, progress)
+               int(settings["epochs"]) * steps_per_epoch, name, train_set, progress,
+               sha256_file(init_weights) if init_weights else None)
 
 
 def _identity(job: Job, manifest: pd.DataFrame) -> str:
@@ -478,7 +480,7 @@ def _identity(job: Job, manifest: pd.DataFrame) -> str:
                           "train_ids": job.split.train_rows["image_id"].astype(str).tolist(),
                           "val_ids": job.split.val_rows["image_id"].astype(str).tolist(),
                           "dataset": manifest.attrs.get("fingerprint", ""), "device": job.runner.device.type,
-                          "bf16": job.runner.amp})
+                          "bf16": job.runner.amp, "init_sha256": job.init_sha256})
 
 
 def _write_outputs(job: Job, state: Progress, out_dir: Path, elapsed: float, init_weights=None) -> dict:

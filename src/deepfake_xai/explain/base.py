@@ -73,7 +73,8 @@ def as_feature_map(t: torch.Tensor, model: nn.Module) -> torch.Tensor:
     ``reshape_transform`` pytorch-grad-cam's tutorials give for ViTs. A reshape, so the gradients
     reshaped the same way are the gradients of the reshaped activations."""
     if t.ndim == 4:
-        return t
+        # timm's channels-last feature maps (Swin, some hybrids: output_fmt NHWC) turned channels first
+        return t.permute(0, 3, 1, 2) if getattr(model, "output_fmt", "NCHW") == "NHWC" else t
     if t.ndim == 3:
         tokens = t[:, int(getattr(model, "num_prefix_tokens", 0) or 0):]
         h, w = token_grid(model, tokens.shape[1])
