@@ -362,14 +362,11 @@ def initial_model(settings: dict, init_weights: str | Path | None, name: str) ->
     if settings.get("freeze_backbone") and not settings.get("pretrained"):
         raise ValueError(f"{name}: freeze_backbone trains a head on the backbone's features, random ones with "
                          "pretrained: false; set pretrained: true")
-    model = dxmodels.model_of(settings, pretrained_file=init_weights)
-    if init_weights:
-        own = set(model.state_dict())
-        from .models import read_state_dict
-
-        head = own - set(read_state_dict(init_weights))
-        if settings.get("freeze_backbone") and any(not k.startswith(_classifier_prefix(model)) for k in head):
-            raise dxmodels.ModelError(f"{init_weights}: the frozen backbone of {name} lacks {sorted(head)[:3]}, "
+    model = dxmodels.model_of(settings)
+    if init_weights:  # read once: load_backbone says which of the model's tensors the file lacked
+        missing = dxmodels.load_backbone(model, init_weights)["missing"]
+        if settings.get("freeze_backbone") and any(not k.startswith(_classifier_prefix(model)) for k in missing):
+            raise dxmodels.ModelError(f"{init_weights}: the frozen backbone of {name} lacks {sorted(missing)[:3]}, "
                                       "which would stay random: weights of another architecture or input size?")
     return model
 
