@@ -6,8 +6,11 @@ import os
 import re
 import shutil
 
+import pandas as pd
 import pytest
 from conftest import REPO, copy_repo, run_snakemake
+
+from deepfake_xai.calibration import best_threshold
 
 pytestmark = pytest.mark.workflow
 
@@ -133,10 +136,22 @@ def test_report_tables_figures_and_html(tiny_run):
     for fig in ("training_curves.png", "matrix_mnasnet_100.png", "confusion_efficientnet_b0.png"):
         assert (rep / "figures" / fig).read_bytes()[:4] == b"\x89PNG"
     assert "evaluated cells: 20" in (rep / "README.md").read_text()
+    # calibration: a row per cell, the threshold chosen on each model's pre-social validation predictions,
+    # McNemar on the platforms' same sources
+    cal = {(r["model"], r["train_set"], r["test_set"]): r for r in csv.DictReader((rep / "tables/calibration.csv").open())}
+    assert len(cal) == 20 and float(cal["mnasnet_100", "presocial", "presocial"]["ece"]) == pytest.approx(
+        cell["calibration"]["ece"], abs=1e-6)
+    val = pd.read_parquet(tiny_run / "results/tiny/models/mnasnet_100/telegram/validation.parquet")
+    assert set(val["platform"]) == {"presocial"} and len(val) > 0
+    assert float(cal["mnasnet_100", "telegram", "twitter"]["validation_threshold"]) == pytest.approx(
+        best_threshold(val["prob"], val["label"]), abs=1e-6)
+    assert int(cal["efficientnet_b0", "presocial", "facebook"]["mcnemar_n"]) > 0
+    assert cal["efficientnet_b0", "presocial", "presocial"]["mcnemar_n"] == ""
+    assert (rep / "figures/reliability.png").read_bytes()[:4] == b"\x89PNG"
 
     run_snakemake(tiny_run, "--report", "reports/tiny/report.html", "--configfile", "tiny.yaml")
     html = (rep / "report.html").read_text()
-    for name in ("training_curves.png", "matrix_mnasnet_100.png", "table4.csv", "gradcam.png", "actmax.png",
+    for name in ("training_curves.png", "matrix_mnasnet_100.png", "table4.csv", "calibration.csv", "reliability.png", "gradcam.png", "actmax.png",
                  "panel_00.png", "Paper tables", "Explanation quality", "ranking.csv"):
         assert name in html, name
 

@@ -18,6 +18,7 @@ PRED_COLUMNS = ["image_id", "label", "prob", "generator", "psi", "platform"]
 # Written since predictions carry it; older files without it are still read. The combined test set
 # holds up to four copies of one source image, so its bootstrap resamples sources, not files.
 SOURCE_COLUMN = "source_id"
+VALIDATION = "validation"  # predict_parts' key of the pre-social validation images' predictions
 
 
 def _columns(available) -> list[str]:
@@ -26,26 +27,30 @@ def _columns(available) -> list[str]:
 
 def predict_parts(*, weights: str | Path, settings: dict, cache, manifest: pd.DataFrame,
                   parts: list[str], batch_size: int = 128, threads: int = 1,
-                  device: str | None = None) -> dict[str, pd.DataFrame]:
-    """Probability of "fake" for every test image of each platform part (model loaded once)."""
+                  device: str | None = None, validation: bool = False) -> dict[str, pd.DataFrame]:
+    """Probability of "fake" for every test image of each platform part (model loaded once); with
+    ``validation``, also for the pre-social validation images, under the key ``VALIDATION`` (where the
+    calibration report chooses a decision threshold: images no train set trained on, since splits
+    are made by source image)."""
     import torch
 
     from .runtime import Batches, Runner, load_trained, pick_device
-    from .sets import select
+    from .sets import PRESOCIAL, select
 
     dev = pick_device(device)
     if dev.type == "cpu":
         torch.set_num_threads(max(1, threads))
     runner = Runner(load_trained(weights, settings), dev, settings)
     out = {}
-    for part in parts:
-        rows = select(manifest, part, "test")
+    wanted = [(part, part, "test") for part in parts] + ([(VALIDATION, PRESOCIAL, "val")] if validation else [])
+    for key, part, split in wanted:
+        rows = select(manifest, part, split)
         batches = Batches(cache, cache.rows_for(rows["image_id"]), rows["label"].to_numpy(), batch_size,
                           prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
         probs, _ = runner.predict(batches)
         preds = rows[["image_id", "label", "generator", "psi", "platform", SOURCE_COLUMN]].copy()
         preds["prob"] = probs
-        out[part] = preds[PRED_COLUMNS + [SOURCE_COLUMN]]
+        out[key] = preds[PRED_COLUMNS + [SOURCE_COLUMN]]
     return out
 
 
@@ -70,10 +75,15 @@ def check_prediction_outputs(parts: list[str], outs: list[str], combined: str | 
                          f"--parts is {' '.join(parts) or 'empty'}: add the missing parts or drop --combined")
 
 
-def write_predictions(preds: dict, parts: list[str], outs: list[str], combined: str | None) -> None:
-    """Each part's predictions to its file, and the parts pooled (the combined test set) to ``combined``."""
+def write_predictions(preds: dict, parts: list[str], outs: list[str], combined: str | None,
+                      validation: str | None = None) -> None:
+    """Each part's predictions to its file, the parts pooled (the combined test set) to ``combined``,
+    and the pre-social validation images' to ``validation``."""
     from .io import write_parquet
 
+    if validation:
+        write_parquet(preds[VALIDATION], validation)
+        print(f"pre-social validation: {len(preds[VALIDATION])} predictions -> {validation}")
     for part, out in zip(parts, outs):
         write_parquet(preds[part], out)
         print(f"{part}: {len(preds[part])} predictions -> {out}")

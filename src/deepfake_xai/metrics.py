@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .calibration import N_BINS, ece_interval, expected_calibration_error, reliability
 from .scores import balanced_accuracy
 
 
@@ -171,4 +172,10 @@ def compute_metrics(
             "accuracy": float(np.mean(pred[sel] == labels[sel])),
         })
     out["by_generator"] = groups
+    out["calibration"] = {
+        "ece": expected_calibration_error(scores, labels, threshold=threshold),
+        "ece_ci95": ece_interval(scores, labels, n_boot, seed, groups=sources, threshold=threshold),
+        "n_bins": N_BINS,
+        "reliability": reliability(scores, labels, threshold=threshold),
+    }
     return out

@@ -74,6 +74,11 @@ def train_summary(dataset: str, model: str, train_set: str) -> str:
     return f"{model_dir(dataset, model, train_set)}/train.json"
 
 
+def validation_predictions(dataset: str, model: str, train_set: str) -> str:
+    """The trained model's predictions of the pre-social validation images (the calibration report's threshold)."""
+    return f"{model_dir(dataset, model, train_set)}/validation.parquet"
+
+
 def predictions_dir(dataset: str, model: str, train_set: str) -> str:
     return f"results/{dataset}/predictions/{model}/{train_set}"
 

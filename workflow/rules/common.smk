@@ -211,6 +211,16 @@ def metrics_files() -> list[str]:
     return [paths.metrics(DATASET, m, tr, te) for m, tr, te in dxcfg.cells(config)]
 
 
+def part_prediction_files() -> list[str]:
+    """The test parts' predictions of the reported cells (the calibration table's rates and McNemar pairs)."""
+    return [paths.predictions(DATASET, m, tr, te) for m, tr, te in dxcfg.cells(config) if te in PREDICTED_PARTS]
+
+
+def validation_files() -> list[str]:
+    """Each trained model's pre-social validation predictions (the calibration table's chosen threshold)."""
+    return [paths.validation_predictions(DATASET, m, tr) for m, tr in PAIRS]
+
+
 EXPLAIN_CELLS = dxcfg.explain_cells(config)
 # Scheduling: the explanation jobs run as soon as their model is trained, and the trainings they
 # wait for go first, so that explaining never waits at the end of a run for the last trainings

@@ -10,6 +10,8 @@ rule report:
         train=[paths.train_summary(DATASET, m, tr) for m, tr in PAIRS],
         explain=explain_files() + xai_report_files(),
         transfer=transfer_files(),
+        predictions=part_prediction_files(),
+        validation=validation_files(),
     output:
         tables_csv=[
             report(p, caption="../report/paper_table.rst", category="5. Paper tables",
@@ -39,6 +41,11 @@ rule report:
         transfer_md=f"{REPORTS}/tables/transfer.md",
         transfer_csv=report(f"{REPORTS}/tables/transfer.csv", caption="../report/transfer.rst",
                             category="3. Evaluation", labels={"table": "cross-dataset cells"}),
+        calibration_md=f"{REPORTS}/tables/calibration.md",
+        calibration_csv=report(f"{REPORTS}/tables/calibration.csv", caption="../report/calibration.rst",
+                               category="3. Evaluation", labels={"table": "calibration and shared threshold"}),
+        reliability=report(f"{REPORTS}/figures/reliability.png", caption="../report/reliability.rst",
+                           category="3. Evaluation", labels={"figure": "reliability diagrams"}),
         readme=f"{REPORTS}/README.md",
     params:
         code=code_digest("report"),
@@ -56,5 +63,6 @@ rule report:
         "../../environment.yml"
     shell:
         "{params.py} -m deepfake_xai report --metrics {input.metrics:q} --train {input.train:q} "
-        "--explain {input.explain:q} --transfer {input.transfer:q} --out-dir {params.out_dir:q} --results {params.results:q} "
+        "--explain {input.explain:q} --transfer {input.transfer:q} --predictions {input.predictions:q} "
+        "--validation {input.validation:q} --out-dir {params.out_dir:q} --results {params.results:q} "
         "--config {params.config_files:q} {params.options} > {log:q} 2>&1"

@@ -69,6 +69,7 @@ rule train:
         weights=paths.weights(DATASET, "{model}", "{train_set}"),
         log_csv=paths.train_log(DATASET, "{model}", "{train_set}"),
         summary=paths.train_summary(DATASET, "{model}", "{train_set}"),
+        validation=paths.validation_predictions(DATASET, "{model}", "{train_set}"),
         predictions=[paths.predictions(DATASET, "{model}", "{train_set}", s) for s in PREDICTED_SETS],
     params:
         code=code_digest("train"),
@@ -95,5 +96,5 @@ rule train:
         "{params.launcher} train --cache {input.cache_npy:q} --cache-index {input.cache_index:q} "
         "--manifest {input.manifest:q} --settings-json {params.settings:q} --model {wildcards.model:q} "
         "--train-set {wildcards.train_set:q} {params.rows:q} {params.init:q} --out-dir {params.out_dir:q} {params.options} "
-        "--predictions {params.part_files:q} {params.combined:q} --threads {threads} "
+        "--predictions {params.part_files:q} {params.combined:q} --validation {output.validation:q} --threads {threads} "
         "--loader-workers {resources.loader_workers} > {log:q} 2>&1"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..io import write_text
 from . import figures
+from .calibration import CALIBRATION_FILES, RELIABILITY_FIGURE, write_calibration
 from .generalization import GENERALIZATION_FILES, TRANSFER_FILES, write_generalization
 from .tables import ReportInputError, build_tables, display, load_metrics, load_train_summaries, write_tables
 
@@ -41,7 +42,8 @@ def report_files(out_dir: str | Path, models: list[str]) -> list[str]:
     files = [out / "tables" / f"table{n}.{ext}" for n in (1, 2, 3, 4) for ext in ("md", "csv", "tex")]
     files += [out / "tables" / "matrices.md", out / "tables" / "matrices.csv",
               out / "figures" / "training_curves.png"]
-    files += [out / "tables" / name for name in (*GENERALIZATION_FILES, *TRANSFER_FILES)]
+    files += [out / "tables" / name for name in (*GENERALIZATION_FILES, *TRANSFER_FILES, *CALIBRATION_FILES)]
+    files += [out / "figures" / RELIABILITY_FIGURE]
     files += [out / "figures" / f"{kind}_{m}.png" for m in models for kind in ("matrix", "confusion")]
     return [str(f) for f in files + [out / "README.md"]]
 
@@ -51,7 +53,8 @@ def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[s
                  test_sets: list[str], config_files: Iterable[str | Path] = (),
                  results_dir: str | Path | None = None, explain_files: Iterable[str | Path] = (),
                  paper_csv: str | Path | None = None, transfer_files: Iterable[str | Path] = (),
-                 families: dict[str, str] | None = None) -> list[Path]:
+                 families: dict[str, str] | None = None, prediction_files: Iterable[str | Path] = (),
+                 validation_files: Iterable[str | Path] = ()) -> list[Path]:
     """Write tables/, figures/ and README.md under ``out_dir`` from the given stage outputs only."""
     from .tables import paper_rows
 
@@ -72,6 +75,7 @@ def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[s
     transfer_files = list(transfer_files)
     written += write_generalization(metrics_files, summaries, transfer_files, out_dir / "tables", families or {})
     figs = out_dir / "figures"
+    written += write_calibration(metrics, prediction_files, validation_files, out_dir / "tables", figs)
     logs = {key: Path(s["_path"]).with_name("log.csv") for key, s in summaries.items()}
     written.append(figures.training_curves_figure(logs, figs / "training_curves.png"))
     for m in models:
@@ -121,7 +125,10 @@ def readme_text(*, tables, summaries: dict, n_cells: int, out_dir: Path, dataset
               "- Accuracy per generator, held-out generators marked: [md](tables/generalization.md), "
               "[csv](tables/generalization.csv)",
               "- Cross-dataset cells (models tested on other datasets): [md](tables/transfer.md), "
-              "[csv](tables/transfer.csv)", "",
+              "[csv](tables/transfer.csv)",
+              "- Calibration (ECE), a threshold chosen on pre-social validation carried to each platform, McNemar "
+              "before/after sharing: [md](tables/calibration.md), [csv](tables/calibration.csv), "
+              f"[reliability diagrams](figures/{RELIABILITY_FIGURE})", "",
               "## Figures", "",
               "- Training curves: [figures/training_curves.png](figures/training_curves.png)"]
     for m in models:

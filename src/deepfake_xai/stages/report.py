@@ -49,6 +49,10 @@ OPTIONS = (
     Option("--explain", "heatmap outputs to link from the README", nargs="*", default=[]),
     Option("--paper", "the paper's tables CSV (default: the copy shipped in the package)"),
     Option("--transfer", "cross-dataset metrics files (the transfer table)", nargs="*", default=[]),
+    Option("--predictions", "test parts' predictions files, each at .../<model>/<train_set>/<part>.parquet "
+           "(the calibration table's rates and McNemar pairs)", nargs="*", default=[]),
+    Option("--validation", "pre-social validation predictions, each at .../<model>/<train_set>/validation.parquet "
+           "(the calibration table's chosen threshold)", nargs="*", default=[]),
     Option("--families-json", "each generator's family, for the per-generator table", type=json_object,
            config=_families),
 )
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> None:
                                dataset=args.dataset, models=args.models, train_sets=args.train_sets,
                                test_sets=args.test_sets, config_files=args.config, results_dir=args.results,
                                explain_files=args.explain, paper_csv=args.paper, transfer_files=args.transfer,
-                               families=args.families_json or {})
+                               families=args.families_json or {}, prediction_files=args.predictions,
+                               validation_files=args.validation)
     except ReportInputError as err:
         raise SystemExit(f"error: {err}") from None
     print(f"{len(written)} report files -> {args.out_dir} (start at {Path(args.out_dir) / 'README.md'})")

@@ -24,6 +24,8 @@ OPTIONS = (
            default=[], config=lambda c: parts_of(c["test_sets"], c["data"]["parts"])),
     Option("--predictions", "one predictions Parquet per --parts entry", nargs="*", default=[]),
     Option("--combined", "also write the parts pooled (the combined test set) here"),
+    Option("--validation", "also write the pre-social validation images' predictions here (the calibration "
+           "report chooses its decision threshold on them)"),
     Option("--model", "the config's name for the model, recorded in train.json (default: its arch)"),
     Option("--init-weights", "the pretrained backbone to start from (the pretrained stage's safetensors), "
            "required when the settings say pretrained: true"),
@@ -55,10 +57,10 @@ def run(args: argparse.Namespace) -> None:
         return
     print(f"best epoch {summary['best_epoch']}: val balanced accuracy "
           f"{summary['best_val_balanced_accuracy']:.4f}; {summary['images_per_s']:.1f} images/s on {summary['device']}")
-    if args.parts:
+    if args.parts or args.validation:
         # The saved (best-epoch) weights, read back exactly as a separate `predict` would read them.
         preds = predict_parts(weights=Path(args.out_dir) / "model.safetensors", settings=args.settings_json,
                               cache=cache, manifest=manifest, parts=args.parts,
                               batch_size=inference_batch_size(args.settings_json), threads=args.threads,
-                              device=args.device)
-        write_predictions(preds, args.parts, args.predictions, args.combined)
+                              device=args.device, validation=bool(args.validation))
+        write_predictions(preds, args.parts, args.predictions, args.combined, args.validation)
