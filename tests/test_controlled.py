@@ -9,8 +9,18 @@ from torch import nn
 
 from deepfake_xai.data.synth import SynthConfig, make_controlled
 from deepfake_xai.explain import quality as Q
-from deepfake_xai.explain.assess import assess_controlled
-from deepfake_xai.report.xai import controlled_check, controlled_csv, controlled_markdown, controlled_rows, ranking
+from deepfake_xai.explain.assess import CONTROLLED_SCORES, assess_controlled
+from deepfake_xai.explain.catalog import REPLACEMENTS
+from deepfake_xai.report.xai import (
+    controlled_check,
+    controlled_csv,
+    controlled_faithfulness,
+    controlled_markdown,
+    controlled_rows,
+    kendall_taus,
+    ranking,
+    replacements_csv,
+)
 from deepfake_xai.runtime import Runner
 
 SIZE = 48
@@ -120,3 +130,56 @@ def test_oracle_and_random_maps():
     assert oracle[0, 0, 0] < 1e-3 and 0 < oracle[0, 4, 7] < 1  # smoothed at the edge, zero far away
     a, b = Q.random_maps(2, 20, 20, seed=1), Q.random_maps(2, 20, 20, seed=1)
     assert np.array_equal(a, b) and not np.array_equal(a, Q.random_maps(2, 20, 20, seed=2))
+
+
+def test_replacements_stand_in_for_removed_pixels_as_documented():
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (3, 24, 24, 3), dtype=np.uint8)
+    runner = Runner(nn.Identity(), torch.device("cpu"), {"image_size": 24, "amp": False, "channels_last": False})
+    pixels = lambda x: x * runner.normalize.std + runner.normalize.mean  # noqa: E731
+    black = pixels(Q.replacement_images(crops, "black", runner.inputs))
+    assert torch.allclose(black, torch.zeros_like(black), atol=1e-3)
+    mean = pixels(Q.replacement_images(crops, "mean", runner.inputs))
+    want = torch.from_numpy(np.rint(crops.mean(axis=(1, 2))).astype(np.float32))
+    assert torch.allclose(mean, want[:, :, None, None].expand_as(mean), atol=1e-3)
+    jpeg = Q.replacement_images(crops, "jpeg", runner.inputs)
+    assert torch.equal(jpeg, runner.inputs(torch.from_numpy(Q.jpeg(crops, Q.JPEG_REPLACEMENT_QUALITY))))
+    assert torch.equal(Q.replacement_images(crops, "blur", runner.inputs),
+                       Q.blurred(runner.inputs(torch.from_numpy(crops))))
+    noise = Q.replacement_images(crops, "noise", runner.inputs, seed=3)
+    assert torch.equal(noise, Q.replacement_images(crops, "noise", runner.inputs, seed=3))
+    assert not torch.equal(noise, Q.replacement_images(crops, "noise", runner.inputs, seed=4))
+    assert torch.allclose(pixels(noise).mean(dim=(2, 3)), torch.from_numpy(crops.mean(axis=(1, 2))).float(), atol=8)
+    with pytest.raises(ValueError, match="unknown replacement 'white'"):
+        Q.replacement_images(crops, "white", runner.inputs)
+
+
+def test_each_replacement_is_held_to_the_known_answers(controlled):
+    """On the checkerboard detector, replacing the region by anything flat or by the real twin removes the
+    fingerprint, so those curves rank the oracle first; every replacement's pair of curves is checked."""
+    r = controlled["runner"]
+    result = assess_controlled(runner=r, layer=r.model.act, crops=controlled["fakes"], boxes=controlled["boxes"],
+                               methods=["gradcam", "saliency", "activation"], steps=8,
+                               replacements=REPLACEMENTS)
+    assert result["replacements"] == list(REPLACEMENTS)
+    rows = controlled_rows([{"controlled": result}])
+    check = controlled_check(rows)
+    assert set(check) == {*CONTROLLED_SCORES, *(f"{x}_{mode}_auc" for x in REPLACEMENTS
+                                                 for mode in ("insertion", "deletion"))}
+    for name in ("black", "mean"):
+        for mode in ("insertion", "deletion"):
+            assert check[f"{name}_{mode}_auc"]["passed"], (name, mode, check[f"{name}_{mode}_auc"])
+    md = controlled_markdown(rows, check, result["n"])
+    assert "## Removal curves by replacement" in md and "| method | default | black | mean | blur | noise | jpeg |" in md
+    csv_text = replacements_csv({"controlled": controlled_faithfulness(rows)})
+    assert "controlled,black,oracle," in csv_text and "kendall" in csv_text.splitlines()[0]
+
+
+def test_kendall_tau_between_replacements():
+    same = {"a": {"m1": 0.9, "m2": 0.5, "m3": 0.1}, "b": {"m1": 0.3, "m2": 0.2, "m3": 0.0},
+            "c": {"m1": 0.0, "m2": 0.5, "m3": 0.6}}
+    taus = {(t["a"], t["b"]): t["tau"] for t in kendall_taus(same)}
+    assert taus == {("a", "b"): pytest.approx(1.0), ("a", "c"): pytest.approx(-1.0), ("b", "c"): pytest.approx(-1.0)}
+    # one swapped pair of four methods: (6 - 2 * 1) / 6 concordant minus discordant over pairs
+    four = {"a": {"m1": 4, "m2": 3, "m3": 2, "m4": 1}, "b": {"m1": 4, "m2": 3, "m3": 1, "m4": 2}}
+    assert kendall_taus(four)[0]["tau"] == pytest.approx(4 / 6)

@@ -100,6 +100,9 @@ def test_explanation_quality_scores_and_ranking(tiny_run):
             for key in ("deletion_auc", "insertion_auc", "road", "confidence_drop"):
                 assert 0 <= sal[key]["mean"] <= 1 or key == "road", key
             assert sal["sanity"] in ("passes", "fails") or sal["sanity"].startswith("undetermined")
+            # the removal curves under every replacement (xai.replacements defaults to all five)
+            assert set(sal["replacements"]) == {f"{r}_{mode}_auc" for r in ("black", "mean", "blur", "noise", "jpeg")
+                                                for mode in ("deletion", "insertion")}
             rob = scores["robustness"]
             assert set(rob["jpeg"]) == {"50"} and set(rob["scale"]) == {"0.5"} and 0 <= rob["clean"] <= 1
     ranking = (tiny_run / "reports/tiny/xai/ranking.md").read_text()
@@ -118,6 +121,10 @@ def test_explanation_quality_scores_and_ranking(tiny_run):
     assert table[0].startswith("method,pointing_game") and any(r.startswith("oracle,") for r in table)
     assert "Controlled check" in ranking and "# The controlled check" in (
         tiny_run / "reports/tiny/xai/controlled.md").read_text()
+    assert {"black_deletion_auc", "twin_deletion_auc", "jpeg_insertion_auc"} <= set(ctrl["methods"]["oracle"])
+    repl = (tiny_run / "reports/tiny/xai/replacements.csv").read_text()
+    assert "controlled,twin,oracle," in repl and "explained,jpeg,saliency," in repl
+    assert "## Removal curves by replacement" in ranking
 
 
 def test_report_tables_figures_and_html(tiny_run):

@@ -147,6 +147,7 @@ def fill_defaults(config: dict) -> dict:
     explain.setdefault("methods", catalog.default_methods())
     explain.setdefault("cells", [{"models": None, "train_sets": [sets.PRESOCIAL], "test_sets": [sets.PRESOCIAL]}])
     config.setdefault("xai", {}).setdefault("prior_method", catalog.PRIOR_METHOD)
+    config["xai"].setdefault("replacements", list(catalog.REPLACEMENTS))
     return config
 
 
@@ -195,6 +196,7 @@ def _check_names(config: dict) -> None:
         require(block["test_sets"], test_sets, f"explain.cells[{i}].test_sets", "test set")
     catalog.check_names(config["explain"]["methods"], "explain.methods")
     catalog.check_names([config["xai"]["prior_method"]], "xai.prior_method")
+    require(config["xai"]["replacements"], catalog.REPLACEMENTS, "xai.replacements", "replacement")
 
 
 def model_settings(config: dict, name: str) -> dict:

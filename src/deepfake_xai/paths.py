@@ -5,8 +5,8 @@ build the same files.
 
 from __future__ import annotations
 
-XAI_REPORT_FILES = ("ranking.md", "ranking.csv", "controlled.md", "controlled.csv", "priors.png", "spectra.png",
-                    "robustness.png")
+XAI_REPORT_FILES = ("ranking.md", "ranking.csv", "controlled.md", "controlled.csv", "replacements.csv", "priors.png",
+                    "spectra.png", "robustness.png")
 PAPER_TABLES = (1, 2, 3, 4)
 
 

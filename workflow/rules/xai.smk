@@ -51,6 +51,8 @@ rule xai_report:
         controlled_md=paths.xai_report(DATASET, "controlled.md"),
         controlled=report(paths.xai_report(DATASET, "controlled.csv"), caption="../report/xai_controlled.rst",
                           category="6. Explanation quality", labels={"figure": "controlled check"}),
+        replacements=report(paths.xai_report(DATASET, "replacements.csv"), caption="../report/xai_replacements.rst",
+                            category="6. Explanation quality", labels={"figure": "removal replacements"}),
         priors=report(paths.xai_report(DATASET, "priors.png"), caption="../report/xai_priors.rst",
                       category="6. Explanation quality", labels={"figure": "spatial priors"}),
         spectra=report(paths.xai_report(DATASET, "spectra.png"), caption="../report/xai_spectra.rst",

@@ -77,6 +77,19 @@ def _faithfulness_and_localization(predict, data: _Images, maps: np.ndarray, ok:
     }
 
 
+def _replacement_scores(out: dict, predict, runner, data: _Images, maps: dict, steps: int, replacements, seed: int,
+                        batch_size: int) -> None:
+    """Each scored method's deletion and insertion AUC under every replacement (its flat images left
+    out, as in its other scores): ``out[method]["replacements"][key]``."""
+    if not replacements or not maps:
+        return
+    sweep = replacement_aucs(predict, data.images, maps, data.targets, steps,
+                             sweep_baselines(runner, data.crops, replacements, seed), batch_size)
+    for m, curves in sweep.items():
+        ok = ~_flat_each(maps[m])
+        out[m]["replacements"] = {k: Q.mean_ci(np.asarray(v)[ok]) for k, v in curves.items()}
+
+
 def _sanity(entry: dict, maps: np.ndarray, random_maps: np.ndarray | None) -> None:
     """The randomization check (Adebayo et al. 2018): maps that stay rank-correlated with those of
     the randomized model fail it. Adds the verdict and its scores to ``entry``."""
@@ -114,12 +127,13 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
                 steps: int, keep: float, road_percentiles: list[int], seed: int = 0,
                 test_crops: np.ndarray | None = None, test_labels: np.ndarray | None = None,
                 jpeg_qualities: list[int] = (), scales: list[float] = (), batch_size: int = 64,
-                robustness_images: int | None = None, threshold: float = 0.5) -> dict:
+                robustness_images: int | None = None, threshold: float = 0.5, replacements=()) -> dict:
     """Scores per method for the first ``n_images`` explained images of ``cell`` (a read maps file).
 
     ``boxes``: each explained image's evidence box in input pixels, or None (reals, unknown).
     ``test_crops``/``test_labels``: the cell's whole test set (uint8 crops) for the robustness curves,
     a seeded random subset of ``robustness_images`` of them when given.
+    ``replacements``: removal curves with each of these replacements too (quality.REPLACEMENTS).
     """
     t0 = time.perf_counter()
     model = runner.model
@@ -156,6 +170,8 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
         entry["flat_images"] = int((~ok).sum())
         _sanity(entry, maps[ok], random_maps[m].astype(np.float32)[ok] if m in random_maps else None)
         out[m] = entry
+    _replacement_scores(out, predict, runner, data, {m: cell["maps"][m][:n].astype(np.float32) for m in methods
+                                                     if not flat[m]}, steps, replacements, seed, batch_size)
 
     result = {"n_images": int(n), "n_with_box": int(data.has_box.sum()), "steps": steps, "keep": keep,
               "road_percentiles": list(road_percentiles), "sanity_threshold": SANITY_THRESHOLD,
@@ -171,19 +187,55 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
     return result
 
 
-# The scores the controlled check holds to known answers, and which direction is better.
-CONTROLLED_SCORES = {"pointing_game": +1, "energy_in_box": +1, "insertion_auc": +1, "deletion_auc": -1,
-                     "twin_insertion_auc": +1, "twin_deletion_auc": -1}
+# The scores the controlled check holds to known answers, and which direction is better; the removal
+# curves with other replacements (``{replacement}_deletion_auc``, ``..._insertion_auc``) add theirs.
+CONTROLLED_SCORES = {"pointing_game": +1, "energy_in_box": +1, "insertion_auc": +1, "deletion_auc": -1}
 REFERENCE_MAPS = ("oracle", "random")
+CURVE_MODES = ("deletion", "insertion")
+COUNTERFACTUAL = "twin"  # the replacement by the controlled fake's real twin
+
+
+def curve_key(replacement: str | None, mode: str) -> str:
+    """``deletion_auc`` for the default curves (zeros after normalization / a blurred copy), else
+    ``{replacement}_deletion_auc``."""
+    return f"{mode}_auc" if replacement is None else f"{replacement}_{mode}_auc"
+
+
+def score_direction(key: str) -> int:
+    """+1 where higher is better, -1 where lower is (deletion AUC)."""
+    return -1 if key.endswith("deletion_auc") else +1
+
+
+def replacement_aucs(predict, images: torch.Tensor, maps: dict[str, np.ndarray], targets: torch.Tensor, steps: int,
+                     baselines: dict[str | None, torch.Tensor | None], batch_size: int) -> dict[str, dict[str, list]]:
+    """Deletion and insertion AUC per image of every map under every replacement: ``baselines`` maps a
+    replacement's name (None: the default curves) to the inputs that stand in for removed pixels.
+    The curves' ends do not depend on the map and are predicted once per replacement."""
+    out: dict[str, dict[str, list]] = {m: {} for m in maps}
+    for name, base in baselines.items():
+        ends = {mode: Q.curve_ends(predict, images, targets, mode, batch_size, base) for mode in CURVE_MODES}
+        for m, mm in maps.items():
+            tm = torch.from_numpy(mm)
+            for mode in CURVE_MODES:
+                out[m][curve_key(name, mode)] = Q.curve_auc(Q.perturbation_curve(
+                    predict, images, tm, targets, steps, mode, batch_size, ends[mode], base)).tolist()
+    return out
+
+
+def sweep_baselines(runner, crops: np.ndarray, replacements, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The inputs each replacement of ``quality.REPLACEMENTS`` puts in place of removed pixels."""
+    return {r: Q.replacement_images(crops, r, runner.inputs, seed) for r in replacements}
 
 
 def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxes: list, methods: list[str],
-                      steps: int, batch_size: int = 64, seed: int = 0, twins: np.ndarray | None = None) -> dict:
+                      steps: int, batch_size: int = 64, seed: int = 0, twins: np.ndarray | None = None,
+                      replacements=()) -> dict:
     """Every method's maps of controlled fakes (each differs from its real twin only inside its box,
     so the box is what the model can use) scored per image for the fake class, beside the two
     reference maps every score must order correctly: ``oracle`` (the box) and ``random`` (noise).
     ``twins``: each fake's real twin (uint8 crops), the counterfactual baseline of the ``twin_*``
     deletion and insertion (pixels replaced by the twin's: no artefact of their own).
+    ``replacements``: more removal curves, one pair per replacement (quality.REPLACEMENTS).
     Returns {"n": images, "methods": {name: {score: [per-image values]}}}."""
     model = runner.model
 
@@ -200,28 +252,19 @@ def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxe
         batch_size=batch_size, progress=False)["maps"].items()}
     maps["oracle"] = Q.oracle_maps(masks)
     maps["random"] = Q.random_maps(len(crops), h, w, seed)
-    ends = {mode: Q.curve_ends(predict, images, targets, mode, batch_size) for mode in ("deletion", "insertion")}
-    twin = runner.inputs(torch.from_numpy(twins)) if twins is not None else None
-    twin_ends = ({mode: Q.curve_ends(predict, images, targets, mode, batch_size, twin)
-                  for mode in ("deletion", "insertion")} if twin is not None else None)
-    out = {}
-    for m, mm in maps.items():
-        tm = torch.from_numpy(mm)
-        out[m] = {
-            "pointing_game": Q.pointing_game(mm, masks).tolist(),
-            "energy_in_box": Q.energy_inside(mm, masks).tolist(),
-            "deletion_auc": Q.curve_auc(Q.perturbation_curve(predict, images, tm, targets, steps, "deletion",
-                                                             batch_size, ends["deletion"])).tolist(),
-            "insertion_auc": Q.curve_auc(Q.perturbation_curve(predict, images, tm, targets, steps, "insertion",
-                                                              batch_size, ends["insertion"])).tolist(),
-        }
-        if twin is not None:
-            for mode in ("deletion", "insertion"):
-                out[m][f"twin_{mode}_auc"] = Q.curve_auc(Q.perturbation_curve(
-                    predict, images, tm, targets, steps, mode, batch_size, twin_ends[mode], twin)).tolist()
-    return {"n": len(crops), "p_fake": [float(v) for v in ends["deletion"][0]],
-            "p_fake_twin": None if twin_ends is None else [float(v) for v in twin_ends["deletion"][1]], "box_area_share": float(masks.mean()),
-            "methods": out}
+    baselines: dict = {None: None, **sweep_baselines(runner, crops, replacements, seed)}
+    if twins is not None:
+        baselines[COUNTERFACTUAL] = runner.inputs(torch.from_numpy(twins))
+    curves = replacement_aucs(predict, images, maps, targets, steps, baselines, batch_size)
+    out = {m: {"pointing_game": Q.pointing_game(mm, masks).tolist(),
+               "energy_in_box": Q.energy_inside(mm, masks).tolist(), **curves[m]} for m, mm in maps.items()}
+    p_fake = Q.curve_ends(predict, images, targets, "deletion", batch_size)[0]
+    p_twin = (Q.curve_ends(predict, images, targets, "deletion", batch_size, baselines[COUNTERFACTUAL])[1]
+              if twins is not None else None)
+    return {"n": len(crops), "p_fake": [float(v) for v in p_fake],
+            "p_fake_twin": None if p_twin is None else [float(v) for v in p_twin],
+            "box_area_share": float(masks.mean()), "replacements": [COUNTERFACTUAL] * (twins is not None)
+            + list(replacements), "methods": out}
 
 
 def robustness_subset(n: int, k: int | None, seed: int = 0) -> np.ndarray:

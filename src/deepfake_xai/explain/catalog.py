@@ -37,6 +37,9 @@ BY_NAME = {m.name: m for m in CATALOG}
 # The slides' Grad-CAM panel, and what `deepfake-xai explain` shows by default (the panel + saliency).
 PANEL_METHODS = ("gradcam", "guided_backprop", "guided_gradcam")
 SINGLE_IMAGE_METHODS = (*PANEL_METHODS, "saliency")
+# What replaces removed pixels in the deletion/insertion curves beside the default ones (quality.py
+# builds them; xai.replacements picks, all by default).
+REPLACEMENTS = ("black", "mean", "blur", "noise", "jpeg")
 # Whose mean maps show the spatial priors in the explanation-quality report (xai.prior_method).
 PRIOR_METHOD = "gradcam"
 

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .catalog import REPLACEMENTS
+
 Predict = Callable[[torch.Tensor], torch.Tensor]  # normalized images (B, 3, H, W) -> class probabilities (B, C)
 
 
@@ -118,6 +120,37 @@ def blurred(images: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch
     x = F.pad(images, (r, r, r, r), mode="reflect")
     x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
     return F.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
+# What replaces the removed (deletion) or not yet inserted (insertion) pixels. A forensic detector
+# reads high-frequency traces that most replacements destroy by themselves (Gowrisankar & Thing
+# 2023), so a curve is only as good as its replacement: the report compares them on the controlled
+# set (which one ranks the known answer right) and measures how much the ranking of methods moves.
+JPEG_REPLACEMENT_QUALITY = 30
+
+
+def replacement_images(crops: np.ndarray, kind: str, to_inputs: Callable[[torch.Tensor], torch.Tensor],
+                       seed: int = 0) -> torch.Tensor:
+    """The model inputs that stand in for removed pixels of uint8 crops (N, H, W, 3):
+    ``black`` pixel value 0; ``mean`` each image's own mean colour; ``blur`` a strongly blurred copy
+    (the RISE insertion baseline); ``noise`` Gaussian noise with each image's colour means and
+    standard deviations (seeded); ``jpeg`` the image re-encoded at JPEG quality 30: the content kept,
+    the fine traces gone. ``to_inputs`` turns uint8 crops into the model's normalized inputs."""
+    if kind == "blur":
+        return blurred(to_inputs(torch.from_numpy(crops)))
+    x = crops.astype(np.float32)
+    if kind == "black":
+        out = np.zeros_like(x)
+    elif kind == "mean":
+        out = np.broadcast_to(x.mean(axis=(1, 2), keepdims=True), x.shape)
+    elif kind == "noise":
+        rng = np.random.default_rng(seed)
+        out = x.mean(axis=(1, 2), keepdims=True) + x.std(axis=(1, 2), keepdims=True) * rng.standard_normal(x.shape)
+    elif kind == "jpeg":
+        return to_inputs(torch.from_numpy(jpeg(crops, JPEG_REPLACEMENT_QUALITY)))
+    else:
+        raise ValueError(f"unknown replacement {kind!r}; the replacements: {', '.join(REPLACEMENTS)}")
+    return to_inputs(torch.from_numpy(np.clip(np.rint(out), 0, 255).astype(np.uint8)))
 
 
 def _curve_images(images: torch.Tensor, mode: str,

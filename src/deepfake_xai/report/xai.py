@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..explain import quality as Q
+from ..explain.assess import CONTROLLED_SCORES, COUNTERFACTUAL, curve_key, score_direction
 from ..explain.catalog import CATALOG, PRIOR_METHOD
 from ..io import write_text
 from ..names import part_order
@@ -44,12 +45,16 @@ def xai_files(paths: Iterable[str | Path]) -> list[dict]:
     return [json.loads(Path(p).read_text()) for p in paths]
 
 
-def pooled(cells: list[dict], method: str, key: str) -> dict | None:
+def pooled(cells: list[dict], method: str, key: str, within: str | None = None) -> dict | None:
     """A score of one method pooled over cells: the image-weighted mean of the cells' means, with a
     95% interval by the normal approximation (each cell's standard error read from its bootstrap
     interval, (high - low) / 3.92; the cells' images are independent). None when a cell has no
-    interval."""
-    entries = [c["methods"][method][key] for c in cells if method in c["methods"] and c["methods"][method].get(key)]
+    interval. ``within``: the score sits in that sub-dictionary of the method's entry (``replacements``)."""
+    def entry(c):
+        e = c["methods"].get(method) or {}
+        return (e.get(within) or {}).get(key) if within else e.get(key)
+
+    entries = [entry(c) for c in cells if entry(c)]
     entries = [e for e in entries if e.get("mean") is not None]
     if not entries:
         return None
@@ -94,16 +99,21 @@ def ranking(cells: list[dict], check: dict | None = None) -> list[dict]:
     return sorted(rows, key=lambda r: (r.get("faithfulness_rank", 99), r["method"]))
 
 
-CONTROLLED_KEYS = {"pointing_game": ("pointing_game", +1), "energy_in_box": ("energy_in_box", +1),
-                   "insertion_auc": ("insertion_auc", +1), "deletion_auc": ("deletion_auc", -1),
-                   "twin_insertion_auc": ("twin_insertion_auc", +1), "twin_deletion_auc": ("twin_deletion_auc", -1)}
-
-
 def rank_allowed(key: str, check: dict | None) -> bool:
     """Whether a rank may be given: its scores did not fail the controlled check (unchecked, where
     the data has no controlled fakes, is allowed and said so in ranking.md)."""
     needs = {"energy_in_box": ("energy_in_box",), "faithfulness": ("insertion_auc", "deletion_auc")}[key]
     return not check or all(check.get(k, {}).get("passed") is not False for k in needs)
+
+
+def controlled_keys(parts: list[dict]) -> list[str]:
+    """The scores the controlled check holds to the known answers: localization, the default removal
+    curves, then each replacement's (the counterfactual twin first), as the cells recorded them."""
+    keys = list(CONTROLLED_SCORES)
+    for name in dict.fromkeys(r for p in parts for r in p.get("replacements", [COUNTERFACTUAL])):
+        keys += [curve_key(name, "insertion"), curve_key(name, "deletion")]
+    present = {k for p in parts for m in p["methods"].values() for k in m}
+    return [k for k in keys if k in present]
 
 
 def controlled_rows(cells: list[dict]) -> list[dict]:
@@ -114,11 +124,15 @@ def controlled_rows(cells: list[dict]) -> list[dict]:
     rows = []
     for m in methods:
         row = {"method": m}
-        for key in CONTROLLED_KEYS:
+        for key in controlled_keys(parts):
             values = [v for p in parts if m in p["methods"] for v in p["methods"][m].get(key, []) if v is not None]
             row[key] = {**Q.mean_ci(values), "values": values} if values else None
         rows.append(row)
     return rows
+
+
+def _row_keys(rows: list[dict]) -> list[str]:
+    return [k for k in (rows[0] if rows else {}) if k != "method"]
 
 
 def controlled_check(rows: list[dict]) -> dict[str, dict]:
@@ -127,11 +141,12 @@ def controlled_check(rows: list[dict]) -> dict[str, dict]:
     is not used to rank methods."""
     by = {r["method"]: r for r in rows}
     out = {}
-    for key, (_, sign) in CONTROLLED_KEYS.items():
-        if "oracle" not in by or "random" not in by or not by["oracle"][key] or not by["random"][key]:
+    for key in _row_keys(rows) or list(CONTROLLED_SCORES):
+        sign = score_direction(key)
+        if "oracle" not in by or "random" not in by or not by["oracle"].get(key) or not by["random"].get(key):
             out[key] = {"passed": None, "why": "no controlled images"}
             continue
-        scored = sorted((r for r in rows if r[key]), key=lambda r: -sign * r[key]["mean"])
+        scored = sorted((r for r in rows if r[key]), key=lambda r, key=key, sign=sign: -sign * r[key]["mean"])
         order = [r["method"] for r in scored]
         o, r = by["oracle"][key], by["random"][key]
         # paired over the same images: the oracle's advantage over the random map, image by image
@@ -166,7 +181,88 @@ def _interval(v: dict) -> str:
     return f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]" if v.get("ci95") else "n/a"
 
 
+def _replacements_of(keys) -> list[str | None]:
+    """The replacements whose curves ``keys`` hold (None: the default curves), in order."""
+    out: list = []
+    for k in keys:
+        if k.endswith("_auc"):
+            name = None if k in ("deletion_auc", "insertion_auc") else k.rsplit("_", 2)[0]
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def _replacement_name(name: str | None) -> str:
+    return "default" if name is None else name
+
+
+def by_replacement(get, methods: list[str], keys) -> dict[str, dict[str, float]]:
+    """Faithfulness (insertion minus deletion AUC) of each method under each replacement; ``get(method,
+    key)`` reads a score's mean (None where missing)."""
+    out: dict[str, dict[str, float]] = {}
+    for name in _replacements_of(keys):
+        col = {}
+        for m in methods:
+            ins, dele = get(m, curve_key(name, "insertion")), get(m, curve_key(name, "deletion"))
+            if ins is not None and dele is not None:
+                col[m] = ins - dele
+        out[_replacement_name(name)] = col
+    return out
+
+
+def kendall_taus(faith: dict[str, dict[str, float]]) -> list[dict]:
+    """Kendall's tau-b between the method rankings of every two replacements (the methods both scored),
+    with its p-value: how far the ranking of methods depends on what replaces the removed pixels."""
+    from scipy.stats import kendalltau
+
+    names = list(faith)
+    out = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            common = sorted(set(faith[a]) & set(faith[b]))
+            if len(common) < 3:
+                continue
+            res = kendalltau([faith[a][m] for m in common], [faith[b][m] for m in common])
+            out.append({"a": a, "b": b, "tau": float(res.statistic), "p_value": float(res.pvalue),
+                        "n_methods": len(common)})
+    return out
+
+
+def replacement_markdown(faith: dict[str, dict[str, float]], taus: list[dict], images: str) -> list[str]:
+    """The faithfulness of each method under each replacement with its rank, and the rankings' agreement."""
+    if len(faith) < 2:
+        return []
+    methods = sorted({m for col in faith.values() for m in col})
+    ranks = {r: {m: i for i, m in enumerate(sorted(col, key=lambda m, col=col: -col[m]), 1)}
+             for r, col in faith.items()}
+    lines = ["## Removal curves by replacement", "",
+             f"Insertion minus deletion AUC ({images}) when the removed pixels are replaced by: `default` (deletion: the "
+             "normalization mean, insertion: a blurred copy), `twin` (the controlled fake's real twin: no artefact of "
+             "its own), `black`, `mean` (the image's mean colour), `blur`, `noise` (Gaussian, the image's colour "
+             "statistics) or `jpeg` (the image at JPEG quality 30: content kept, fine traces gone). Rank in "
+             "parentheses (1 = most faithful). A forensic detector reads traces that most replacements destroy by "
+             "themselves (Gowrisankar & Thing 2023), so the ranking may follow the replacement more than the method.",
+             "", "| method | " + " | ".join(faith) + " |", "|---|" + "---|" * len(faith)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(f"{faith[r][m]:+.3f} ({ranks[r][m]})" if m in faith[r] else "-"
+                                              for r in faith) + " |")
+    if taus:
+        lines += ["", "Kendall's tau-b between the rankings of the methods (references excluded): 1 the same order, "
+                  "-1 reversed.", "", "| | " + " | ".join(list(faith)[1:]) + " |",
+                  "|---|" + "---|" * (len(faith) - 1)]
+        tau = {(t["a"], t["b"]): t["tau"] for t in taus}
+        names = list(faith)
+        for i, a in enumerate(names[:-1]):
+            lines.append(f"| {a} | " + " | ".join("" if j <= i else (f"{tau[(a, b)]:+.2f}" if (a, b) in tau else "-")
+                                                  for j, b in enumerate(names[1:], 1)) + " |")
+        lines.append(f"\nMean tau over all pairs: {np.mean([t['tau'] for t in taus]):+.2f} "
+                     f"({taus[0]['n_methods']} methods).")
+    return lines + [""]
+
+
 def controlled_markdown(rows: list[dict], check: dict, n_images: int) -> str:
+    keys = _row_keys(rows)
+    main = [k for k in keys if k in CONTROLLED_SCORES or k.startswith(f"{COUNTERFACTUAL}_")]
     lines = ["# The controlled check: scores on fakes whose evidence is known", "",
              f"{n_images} controlled fakes (pooled over the explained cells): each equals a real twin pixel for pixel "
              "except inside one square region, so a model that calls it fake used that region. `oracle` is the "
@@ -176,35 +272,76 @@ def controlled_markdown(rows: list[dict], check: dict, n_images: int) -> str:
              "random map are named (worse than noise). The ranking (ranking.md) uses only the scores that pass. "
              "The counterfactual deletion and insertion replace pixels by the real twin's (what the region is "
              "without the fake), which adds no artefact of its own.", "",
-             "| method | " + " | ".join(k.replace("_", " ") + (" (lower is better)" if s < 0 else "")
-                                       for k, (_, s) in CONTROLLED_KEYS.items()) + " |",
-             "|---|" + "---|" * len(CONTROLLED_KEYS)]
+             "| method | " + " | ".join(k.replace("_", " ") + (" (lower is better)" if score_direction(k) < 0 else "")
+                                       for k in main) + " |",
+             "|---|" + "---|" * len(main)]
     for r in rows:
-        lines.append(f"| {r['method']} | " + " | ".join(_fmt(r[k]) for k in CONTROLLED_KEYS) + " |")
+        lines.append(f"| {r['method']} | " + " | ".join(_fmt(r[k]) for k in main) + " |")
     lines += ["", "| score | check | oracle minus random, paired (95% interval) | why |", "|---|---|---|---|"]
     for k, c in check.items():
         verdict = "n/a" if c["passed"] is None else ("passes" if c["passed"] else "FAILS")
         gap = c.get("oracle_advantage")
         gap_txt = f"{gap['mean']:+.3f} {_interval(gap)}" if gap else "-"
         lines.append(f"| {k.replace('_', ' ')} | {verdict} | {gap_txt} | {c['why']} |")
+    faith = controlled_faithfulness(rows)
+    lines += ["", *replacement_markdown(faith, kendall_taus(_without_references(faith)),
+                                        "pooled controlled fakes; the oracle and random maps included")]
     return "\n".join(lines) + "\n"
 
 
+def explained_faithfulness(cells: list[dict]) -> dict[str, dict[str, float]]:
+    """By replacement, each method's faithfulness on the cells' explained images (pooled over cells)."""
+    methods = sorted({m for c in cells for m in c["methods"]})
+    keys = list(dict.fromkeys(k for c in cells for e in c["methods"].values() for k in (e.get("replacements") or {})))
+    if not keys:
+        return {}
+
+    def get(m, k):
+        v = pooled(cells, m, k, "replacements") if k not in ("deletion_auc", "insertion_auc") else pooled(cells, m, k)
+        return v["mean"] if v else None
+    return by_replacement(get, methods, ["insertion_auc", "deletion_auc", *keys])
+
+
+def replacements_csv(sets: dict[str, dict[str, dict[str, float]]]) -> str:
+    """One row per (images, replacement, method): faithfulness and its rank under that replacement; then
+    Kendall's tau of every two replacements' rankings (references excluded)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["images", "replacement", "method", "faithfulness", "rank", "kendall_tau_with", "tau", "p_value"])
+    for images, faith in sets.items():
+        for r, col in faith.items():
+            for i, m in enumerate(sorted(col, key=lambda m, col=col: -col[m]), 1):
+                w.writerow([images, r, m, f"{col[m]:.6f}", i, "", "", ""])
+        for t in kendall_taus(_without_references(faith)):
+            w.writerow([images, t["a"], "", "", "", t["b"], f"{t['tau']:.6f}", f"{t['p_value']:.6g}"])
+    return buf.getvalue()
+
+
+def _without_references(faith: dict) -> dict:
+    return {r: {m: v for m, v in col.items() if m not in REFERENCES} for r, col in faith.items()}
+
+
+def controlled_faithfulness(rows: list[dict]) -> dict[str, dict[str, float]]:
+    by = {r["method"]: r for r in rows}
+    return by_replacement(lambda m, k: (by[m].get(k) or {}).get("mean"), list(by), _row_keys(rows))
+
+
 def controlled_csv(rows: list[dict], check: dict) -> str:
+    keys = _row_keys(rows)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     head = ["method"]
-    for k in CONTROLLED_KEYS:
+    for k in keys:
         head += [k, f"{k}_ci_low", f"{k}_ci_high", f"{k}_n"]
     w.writerow(head)
     for r in rows:
         out = [r["method"]]
-        for k in CONTROLLED_KEYS:
+        for k in keys:
             v = r[k] or {}
             ci = v.get("ci95") or ["", ""]
             out += [f"{v['mean']:.6f}" if v else "", *(f"{x:.6f}" if x != "" else "" for x in ci), v.get("n", "")]
         w.writerow(out)
-    w.writerow(["check", *[x for k in CONTROLLED_KEYS for x in (
+    w.writerow(["check", *[x for k in keys for x in (
         {None: "n/a", True: "passes", False: "fails"}[check[k]["passed"]], "", "", "")]])
     return buf.getvalue()
 
@@ -291,6 +428,8 @@ def ranking_markdown(rows: list[dict], cells: list[dict], check: dict | None = N
             agrees = "n/a" if here == "undetermined" else ("yes" if here == expected else "no")
             lines.append(f"| {m} | {expected} | {here} | {agrees} |")
     lines.append("")
+    faith = explained_faithfulness(cells)
+    lines += replacement_markdown(faith, kendall_taus(faith), "the explained images, pooled over cells")
     na = sorted({(m, why) for c in cells for m, why in c.get("not_applicable", {}).items()})
     if na:
         lines += ["Not applicable in some cells: " + "; ".join(f"{m} ({why})" for m, why in na), ""]
@@ -416,12 +555,6 @@ def robustness_figure(cells: list[dict], path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def xai_outputs(out_dir: str | Path) -> list[str]:
-    out = Path(out_dir)
-    return [str(out / n) for n in ("ranking.md", "ranking.csv", "controlled.md", "controlled.csv", "priors.png",
-                                   "spectra.png", "robustness.png")]
-
-
 def build_xai_report(*, xai_paths: list, maps_paths: list, manifest, cache, out_dir: str | Path,
                      method: str = PRIOR_METHOD) -> list[Path]:
     cells = xai_files(xai_paths)
@@ -434,8 +567,11 @@ def build_xai_report(*, xai_paths: list, maps_paths: list, manifest, cache, out_
     rows = ranking(cells, check)
     write_text(out / "ranking.md", ranking_markdown(rows, cells, check))
     write_text(out / "ranking.csv", ranking_csv(rows))
+    write_text(out / "replacements.csv", replacements_csv({"controlled": controlled_faithfulness(crows),
+                                                           "explained": explained_faithfulness(cells)}))
     platform_of = dict(zip(manifest["image_id"].astype(str), manifest["platform"].astype(str)))
-    written = [out / "controlled.md", out / "controlled.csv", out / "ranking.md", out / "ranking.csv"]
+    written = [out / "controlled.md", out / "controlled.csv", out / "ranking.md", out / "ranking.csv",
+               out / "replacements.csv"]
     written.append(priors_figure(maps_paths, platform_of, out / "priors.png", method))
     written.append(spectra_figure(cache, manifest, out / "spectra.png"))
     written.append(robustness_figure(cells, out / "robustness.png"))

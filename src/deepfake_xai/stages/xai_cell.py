@@ -37,6 +37,8 @@ OPTIONS = (
            config="xai.robustness_images"),
     Option("--controlled-images", "controlled fakes of the test set scored beside the oracle and random maps "
            "(0: none)", type=int, default=64, config="xai.controlled_images"),
+    Option("--replacements", "deletion/insertion curves with these replacements of the removed pixels too "
+           "(black, mean, blur, noise, jpeg)", nargs="*", default=[], config="xai.replacements"),
     Option("--batch-size", "images per batch", type=int, default=64, config="xai.batch_size"),
     Option("--seed", "seed of the random parts (robustness subset, randomized weights)", type=int, default=0,
            config="xai.seed"),
@@ -83,7 +85,7 @@ def _controlled(args, runner, layer, cell: dict, manifest, preds, cache, setting
         twins = crop_batch(torch.from_numpy(cache.read(cache.rows_for(twin_of))), size).numpy()
     return assess_controlled(runner=runner, layer=layer, crops=crops, boxes=[boxes[i] for i in keep],
                              methods=sorted(cell["maps"]), steps=args.steps, batch_size=args.batch_size,
-                             seed=args.seed, twins=twins)
+                             seed=args.seed, twins=twins, replacements=args.replacements)
 
 
 def _twins(manifest, fakes) -> list:
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> None:
                          road_percentiles=args.road_percentiles, seed=args.seed, test_crops=test_crops,
                          test_labels=np.asarray(preds["label"])[pick], jpeg_qualities=args.jpeg, scales=args.scales,
                          batch_size=args.batch_size, robustness_images=args.robustness_images,
-                         threshold=args.threshold)
+                         threshold=args.threshold, replacements=args.replacements)
     result["controlled"] = _controlled(args, runner, layer, cell, manifest, preds, cache, settings, size)
     result.update({"model": args.model, "train_set": args.train_set, "test_set": args.test_set})
     write_json(args.out, nan_to_none(result))
