@@ -57,6 +57,8 @@ rule xai_report:
                       category="6. Explanation quality", labels={"figure": "spatial priors"}),
         spectra=report(paths.xai_report(DATASET, "spectra.png"), caption="../report/xai_spectra.rst",
                        category="6. Explanation quality", labels={"figure": "frequency spectra"}),
+        cascade=report(paths.xai_report(DATASET, "cascade.png"), caption="../report/xai_cascade.rst",
+                       category="6. Explanation quality", labels={"figure": "cascading randomization"}),
         robustness=report(paths.xai_report(DATASET, "robustness.png"), caption="../report/xai_robustness.rst",
                           category="6. Explanation quality", labels={"figure": "robustness"}),
     params:

@@ -267,6 +267,29 @@ def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxe
             + list(replacements), "methods": out}
 
 
+def assess_cascade(*, runner, layer: torch.nn.Module, cell: dict, n_images: int, batch_size: int = 64,
+                   seed: int = 0) -> dict | None:
+    """Cascading randomization (Adebayo et al. 2018) of the first ``n_images`` explained images: the
+    model's blocks re-initialized from the output back, one block per step (quality.layer_groups),
+    every method that gave non-flat maps recomputed after each step for the same classes, and the
+    rank correlation with the trained model's maps per step (mean, 95% interval, n)."""
+    n = min(n_images, len(cell["image_ids"]))
+    methods = [m for m in sorted(cell["maps"]) if not _flat(cell["maps"][m][:n])]
+    if not n or not methods:
+        return None
+    name = _layer_name(runner.model, layer)
+    images = runner.inputs(torch.from_numpy(cell["crops"][:n]))
+    targets = torch.as_tensor(cell["targets"][:n]).long()
+
+    def explain(model: torch.nn.Module) -> dict[str, np.ndarray]:
+        maps = explain_cell(model=model, target_layer=dict(model.named_modules())[name], images=images,
+                            methods=methods, targets=targets, batch_size=batch_size, progress=False)["maps"]
+        return {m: maps[m].astype(np.float32) for m in methods}
+
+    steps, rho = Q.randomization_cascade(runner.model, explain, Q.layer_groups(Q.cascade_layers(runner.model)), seed)
+    return {"n": int(n), "steps": steps, "methods": {m: [Q.mean_ci(r) for r in v] for m, v in rho.items()}}
+
+
 def robustness_subset(n: int, k: int | None, seed: int = 0) -> np.ndarray:
     """Which of a test set's ``n`` images the robustness curves use: a seeded random ``k`` of them in
     ascending order, or all when ``k`` is 0/None or not below ``n``. A subset of the subset is the

@@ -274,6 +274,57 @@ def randomized_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return twin.eval()
 
 
+def cascade_layers(model: torch.nn.Module) -> list[str]:
+    """The layers Adebayo et al.'s cascading randomization re-initializes, output end first: every
+    module with ``reset_parameters``, in reverse registration order (Quantus's MPRT "top_down" order)."""
+    return [n for n, m in model.named_modules() if hasattr(m, "reset_parameters")][::-1]
+
+
+def layer_groups(names: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Consecutive layers of one block as one cascade step: the block is the first part of the name,
+    or the first two where the second is a number (``blocks.3``, ``layer4.1``, ``features.12``)."""
+    groups: list[tuple[str, list[str]]] = []
+    for name in names:
+        parts = name.split(".")
+        key = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(name)
+        else:
+            groups.append((key, [name]))
+    return groups
+
+
+def randomization_cascade(model: torch.nn.Module, explain: Callable[[torch.nn.Module], dict[str, np.ndarray]],
+                          groups: Sequence[tuple[str, Sequence[str]]] | None = None,
+                          seed: int = 42) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Adebayo et al.'s (2018) cascading model-parameter randomization: layers are re-initialized one
+    step at a time from the output back to the input, and after each step every method's maps of
+    the same images and classes are compared with the trained model's by rank correlation. A method
+    that explains the model loses the correlation as soon as what it depends on is random.
+
+    ``explain(model)`` returns {method: maps (N, H, W)}; ``groups`` the steps (name, layers), default
+    one layer per step in :func:`cascade_layers` order. Each layer is re-initialized by its own
+    ``reset_parameters`` after ``torch.manual_seed(seed + 1)``, exactly as Quantus's MPRT does, so
+    the two randomize identically. Returns the steps' names and {method: (steps, N) correlations};
+    NaN where either map is flat (no rank order to correlate)."""
+    import copy
+
+    original = explain(model)
+    twin = copy.deepcopy(model).eval()
+    modules = dict(twin.named_modules())
+    steps = list(groups) if groups is not None else [(n, [n]) for n in cascade_layers(twin)]
+    rho: dict[str, list[np.ndarray]] = {m: [] for m in original}
+    for _, layers in steps:
+        for name in layers:
+            torch.manual_seed(seed + 1)
+            modules[name].reset_parameters()
+        maps = explain(twin)
+        for m, ref in original.items():
+            flat = (ref.reshape(len(ref), -1).std(1) < 1e-12) | (maps[m].reshape(len(ref), -1).std(1) < 1e-12)
+            rho[m].append(np.where(flat, np.nan, spearman(ref, maps[m])))
+    return [name for name, _ in steps], {m: np.stack(v) for m, v in rho.items()}
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Rank correlation of each pair of maps (average ranks for ties)."""
     from scipy.stats import rankdata

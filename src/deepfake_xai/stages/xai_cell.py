@@ -39,6 +39,8 @@ OPTIONS = (
            "(0: none)", type=int, default=64, config="xai.controlled_images"),
     Option("--replacements", "deletion/insertion curves with these replacements of the removed pixels too "
            "(black, mean, blur, noise, jpeg)", nargs="*", default=[], config="xai.replacements"),
+    Option("--cascade-images", "explained images whose maps are recomputed after each step of the cascading "
+           "randomization (0: none)", type=int, default=8, config="xai.cascade_images"),
     Option("--batch-size", "images per batch", type=int, default=64, config="xai.batch_size"),
     Option("--seed", "seed of the random parts (robustness subset, randomized weights)", type=int, default=0,
            config="xai.seed"),
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> None:
     from ..data.cache import ImageCache
     from ..data.manifest import read_manifest
     from ..evaluate import read_prediction_arrays
-    from ..explain.assess import assess_cell, nan_to_none, robustness_subset
+    from ..explain.assess import assess_cascade, assess_cell, nan_to_none, robustness_subset
     from ..explain.bulk import read_maps
     from ..io import write_json
     from ..runtime import crop_batch, explained_model
@@ -129,6 +131,8 @@ def run(args: argparse.Namespace) -> None:
                          test_labels=np.asarray(preds["label"])[pick], jpeg_qualities=args.jpeg, scales=args.scales,
                          batch_size=args.batch_size, robustness_images=args.robustness_images,
                          threshold=args.threshold, replacements=args.replacements)
+    result["cascade"] = assess_cascade(runner=runner, layer=layer, cell=cell, n_images=args.cascade_images,
+                                       batch_size=args.batch_size, seed=args.seed)
     result["controlled"] = _controlled(args, runner, layer, cell, manifest, preds, cache, settings, size)
     result.update({"model": args.model, "train_set": args.train_set, "test_set": args.test_set})
     write_json(args.out, nan_to_none(result))
