@@ -131,6 +131,15 @@ def test_explanation_quality_scores_and_ranking(tiny_run):
     assert all(len(v) == len(casc["steps"]) for v in casc["methods"].values()) and "saliency" in casc["methods"]
     assert "## Cascading randomization" in ranking
     assert (tiny_run / "reports/tiny/xai/cascade.png").read_bytes()[:4] == b"\x89PNG"
+    # explanation drift: pre-social test images against their shared copies, per platform
+    drift = scores["sharing_drift"]
+    assert drift["n"] >= 1 and set(drift["pairs"]) == {"facebook", "telegram", "twitter"}
+    sal = drift["methods"]["saliency"]
+    assert set(sal) == set(drift["pairs"]) and all(-1 <= v["spearman"]["mean"] <= 1 for v in sal.values())
+    rows = (tiny_run / "reports/tiny/xai/sharing_drift.csv").read_text().splitlines()
+    assert rows[0].startswith("model,train_set,test_set,method,platform,spearman,spearman_ci_low")
+    assert any(r.startswith("mnasnet_100,presocial,presocial,saliency,telegram,") for r in rows)
+    assert "## Explanation drift under sharing" in ranking
 
 
 def test_report_tables_figures_and_html(tiny_run):

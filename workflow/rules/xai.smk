@@ -59,6 +59,9 @@ rule xai_report:
                        category="6. Explanation quality", labels={"figure": "frequency spectra"}),
         cascade=report(paths.xai_report(DATASET, "cascade.png"), caption="../report/xai_cascade.rst",
                        category="6. Explanation quality", labels={"figure": "cascading randomization"}),
+        drift_csv=paths.xai_report(DATASET, "sharing_drift.csv"),
+        drift=report(paths.xai_report(DATASET, "sharing_drift.png"), caption="../report/xai_drift.rst",
+                     category="6. Explanation quality", labels={"figure": "explanation drift under sharing"}),
         robustness=report(paths.xai_report(DATASET, "robustness.png"), caption="../report/xai_robustness.rst",
                           category="6. Explanation quality", labels={"figure": "robustness"}),
     params:

@@ -290,6 +290,38 @@ def assess_cascade(*, runner, layer: torch.nn.Module, cell: dict, n_images: int,
     return {"n": int(n), "steps": steps, "methods": {m: [Q.mean_ci(r) for r in v] for m, v in rho.items()}}
 
 
+def assess_drift(*, runner, layer: torch.nn.Module, originals: np.ndarray, windows: list, copies: dict,
+                 methods: list[str], batch_size: int = 64, fraction: float = 0.1) -> dict:
+    """Explanation drift under sharing: every method's maps of pre-social images (``originals``, uint8
+    crops, each covering ``windows[i]`` of its image) and of their shared copies, each explained for
+    the class the model predicts for the original, aligned on one grid over the part of the scene
+    both show (a platform may resize), and compared: rank correlation and the overlap of the top
+    ``fraction`` pixels, per platform (mean, 95% interval, n; pairs with a flat map left out).
+    ``copies``: {platform: (crops, index of each copy's original, windows)}."""
+    size = originals.shape[1]
+
+    def maps_of(crops: np.ndarray, targets) -> tuple[dict, torch.Tensor]:
+        res = explain_cell(model=runner.model, target_layer=layer, images=runner.inputs(torch.from_numpy(crops)),
+                           methods=methods, targets=targets, batch_size=batch_size, progress=False)
+        return {m: v.astype(np.float32) for m, v in res["maps"].items()}, res["targets"]
+
+    before, targets = maps_of(originals, "predicted")
+    before = {m: v for m, v in before.items() if not _flat(v)}  # no rank order to compare (reported by assess_cell)
+    out: dict = {"n": int(len(originals)), "fraction": fraction, "pairs": {}, "methods": {m: {} for m in before}}
+    for platform, (crops, index, copy_windows) in copies.items():
+        after, _ = maps_of(crops, torch.as_tensor(targets)[torch.as_tensor(index)])
+        common = [Q.intersect(windows[i], w) for i, w in zip(index, copy_windows)]
+        out["pairs"][platform] = int(len(index))
+        for m, maps in before.items():
+            a = Q.align_maps(maps[index], [windows[i] for i in index], common, size)
+            b = Q.align_maps(after[m], copy_windows, common, size)
+            flat = _flat_each(a) | _flat_each(b)
+            out["methods"][m][platform] = {
+                "spearman": Q.mean_ci(np.where(flat, np.nan, Q.spearman(a, b))),
+                f"top{round(100 * fraction)}_overlap": Q.mean_ci(np.where(flat, np.nan, Q.top_overlap(a, b, fraction)))}
+    return out
+
+
 def robustness_subset(n: int, k: int | None, seed: int = 0) -> np.ndarray:
     """Which of a test set's ``n`` images the robustness curves use: a seeded random ``k`` of them in
     ascending order, or all when ``k`` is 0/None or not below ``n``. A subset of the subset is the

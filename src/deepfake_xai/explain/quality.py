@@ -50,6 +50,53 @@ def box_in_crop(box: Sequence[float], width: int, height: int, resize: int | Non
     return x0, y0, x1, y1
 
 
+def input_window(width: int, height: int, resize: int | None, center_crop: int,
+                 image_size: int) -> tuple[float, float, float, float]:
+    """The part of an image the model sees, as a normalized (x0, y0, x1, y1) box of the whole image:
+    the cache's resize and center crop, then the evaluation center crop (box_in_crop's geometry,
+    the other way round). A shared copy resized by its platform covers another box of the same scene."""
+    from ..data.cache import resized_size
+
+    w, h = resized_size(width, height, resize, center_crop)
+    off_x = (w - center_crop) // 2 + (center_crop - image_size) // 2
+    off_y = (h - center_crop) // 2 + (center_crop - image_size) // 2
+    return off_x / w, off_y / h, (off_x + image_size) / w, (off_y + image_size) / h
+
+
+def align_maps(maps: np.ndarray, windows: Sequence[Sequence[float]], onto: Sequence[Sequence[float]],
+               size: int) -> np.ndarray:
+    """Maps (N, h, w), each covering ``windows[i]`` of its image, resampled (bilinear) on a ``size`` x
+    ``size`` grid over the box ``onto[i]`` of the same image (normalized coordinates): the maps of an
+    image and of its resized copy compared pixel for pixel on one grid. Where the window and the box
+    are the same and ``size`` is the maps' own, the maps come back unchanged."""
+    win = torch.as_tensor(np.asarray(windows, dtype=np.float64))
+    box = torch.as_tensor(np.asarray(onto, dtype=np.float64))
+    centers = (torch.arange(size, dtype=torch.float64) + 0.5) / size  # pixel centres in [0, 1] of the box
+    xs = box[:, 0:1] + centers[None] * (box[:, 2:3] - box[:, 0:1])  # image coordinates
+    ys = box[:, 1:2] + centers[None] * (box[:, 3:4] - box[:, 1:2])
+    gx = 2 * (xs - win[:, 0:1]) / (win[:, 2:3] - win[:, 0:1]) - 1  # grid_sample's [-1, 1] over each window
+    gy = 2 * (ys - win[:, 1:2]) / (win[:, 3:4] - win[:, 1:2]) - 1
+    grid = torch.stack([gx[:, None, :].expand(-1, size, -1), gy[:, :, None].expand(-1, -1, size)], dim=-1)
+    x = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
+    out = F.grid_sample(x, grid.float(), mode="bilinear", padding_mode="border", align_corners=False)
+    return out[:, 0].numpy()
+
+
+def intersect(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float, float]:
+    """The overlap of two normalized boxes (both views of one scene show it)."""
+    return max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+
+
+def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+    """Share of the top ``fraction`` pixels of each map in ``a`` that are also in the top ``fraction``
+    of its pair in ``b`` (1: the same most salient region; ``fraction``: chance)."""
+    fa, fb = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    k = max(1, int(math.ceil(fraction * fa.shape[1])))
+    top_a = np.argsort(-fa, axis=1, kind="stable")[:, :k]
+    top_b = np.argsort(-fb, axis=1, kind="stable")[:, :k]
+    return np.array([len(np.intersect1d(x, y)) / k for x, y in zip(top_a, top_b)])
+
+
 def box_mask(box: Sequence[float], h: int, w: int) -> np.ndarray:
     """Boolean (h, w) mask of the pixels whose centres lie in a pixel-coordinate box."""
     ys, xs = np.arange(h) + 0.5, np.arange(w) + 0.5

@@ -429,6 +429,7 @@ def ranking_markdown(rows: list[dict], cells: list[dict], check: dict | None = N
             lines.append(f"| {m} | {expected} | {here} | {agrees} |")
     lines.append("")
     lines += cascade_markdown(cells)
+    lines += drift_markdown(drift_rows(cells))
     faith = explained_faithfulness(cells)
     lines += replacement_markdown(faith, kendall_taus(faith), "the explained images, pooled over cells")
     na = sorted({(m, why) for c in cells for m, why in c.get("not_applicable", {}).items()})
@@ -594,6 +595,96 @@ def cascade_figure(cells: list[dict], path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+DRIFT_SCORES = ("spearman", "top10_overlap")
+
+
+def drift_rows(cells: list[dict]) -> list[dict]:
+    """One row per (cell, method, platform): how far the maps of shared copies drift from the maps of
+    their pre-social originals (rank correlation, top-10% overlap; means, intervals, n)."""
+    rows = []
+    for c in cells:
+        d = c.get("sharing_drift")
+        if not d:
+            continue
+        for m, plats in sorted(d["methods"].items()):
+            for platform in part_order(plats):
+                rows.append({"model": c["model"], "train_set": c["train_set"], "test_set": c["test_set"],
+                             "method": m, "platform": platform,
+                             **{k: plats[platform].get(k) for k in DRIFT_SCORES}})
+    return rows
+
+
+def drift_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["model", "train_set", "test_set", "method", "platform",
+                *(f"{k}{s}" for k in DRIFT_SCORES for s in ("", "_ci_low", "_ci_high", "_n"))])
+    for r in rows:
+        out = [r["model"], r["train_set"], r["test_set"], r["method"], r["platform"]]
+        for k in DRIFT_SCORES:
+            v = r[k] or {}
+            ci = v.get("ci95") or ["", ""]
+            out += ["" if v.get("mean") is None else f"{v['mean']:.6f}", *(f"{x:.6f}" if x != "" else "" for x in ci),
+                    v.get("n", "")]
+        w.writerow(out)
+    return buf.getvalue()
+
+
+def drift_markdown(rows: list[dict]) -> list[str]:
+    """Per method and platform, the pooled rank correlation and top-10% overlap (image-weighted over cells)."""
+    if not rows:
+        return []
+    plats = part_order({r["platform"] for r in rows})
+    lines = ["## Explanation drift under sharing", "",
+             "The maps of pre-social test images compared with the maps of their shared copies (same model, method "
+             "and explained class; aligned on the part of the scene both show): rank correlation / overlap of the "
+             "10% most salient pixels (1 / 1: unchanged; 0 / 0.1: unrelated), pooled over cells, image-weighted. "
+             "Per cell with intervals: sharing_drift.csv and sharing_drift.png.", "",
+             "| method | " + " | ".join(display(p) for p in plats) + " |", "|---|" + "---|" * len(plats)]
+    for m in sorted({r["method"] for r in rows}):
+        parts = []
+        for p in plats:
+            got = [r for r in rows if (r["method"], r["platform"]) == (m, p)]
+            vals = {k: [(r[k]["mean"], r[k]["n"]) for r in got if r[k] and r[k].get("mean") is not None]
+                    for k in DRIFT_SCORES}
+            n = sum(w for _, w in vals["spearman"])
+            parts.append(" / ".join(f"{sum(v * w for v, w in vals[k]) / max(1, sum(w for _, w in vals[k])):.2f}"
+                                    for k in DRIFT_SCORES) + f" (n={n})" if n else "-")
+        lines.append(f"| {m} | " + " | ".join(parts) + " |")
+    return lines + [""]
+
+
+def drift_figure(rows: list[dict], path: str | Path) -> Path:
+    """Rank correlation between the maps of originals and their shared copies: one panel per explained
+    cell, a bar per method and platform with its 95% interval."""
+    plt = pyplot()
+    cells = list(dict.fromkeys((r["model"], r["train_set"], r["test_set"]) for r in rows))
+    fig, axes = plt.subplots(len(cells) or 1, 1, figsize=(10, 3.0 * max(1, len(cells))), squeeze=False)
+    for ax, cell in zip(axes[:, 0], cells):
+        sub = [r for r in rows if (r["model"], r["train_set"], r["test_set"]) == cell]
+        methods = sorted({r["method"] for r in sub})
+        plats = part_order({r["platform"] for r in sub})
+        width = 0.8 / max(1, len(plats))
+        for j, p in enumerate(plats):
+            got = {r["method"]: r["spearman"] for r in sub if r["platform"] == p}
+            mean = [(got.get(m) or {}).get("mean") or np.nan for m in methods]
+            ci = [(got.get(m) or {}).get("ci95") for m in methods]
+            err = np.array([[mu - c[0], c[1] - mu] if c else [0, 0] for mu, c in zip(mean, ci)]).T
+            ax.bar(np.arange(len(methods)) + j * width, mean, width, yerr=err, capsize=2, label=display(p))
+        ax.set_xticks(np.arange(len(methods)) + 0.4 - width / 2, methods, rotation=30, fontsize=7)
+        ax.set_ylim(-0.2, 1.05)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_ylabel("rank corr. with pre-social", fontsize=7)
+        ax.set_title(f"{display(cell[0])} ({display(cell[1])} -> {display(cell[2])})", fontsize=8)
+        ax.legend(fontsize=7, ncol=len(plats))
+    if not cells:
+        axes[0, 0].text(0.5, 0.5, "no shared copies of explained images (xai.drift_images: 0?)", ha="center")
+        axes[0, 0].axis("off")
+    fig.suptitle("Explanation drift under sharing: maps of each shared copy vs its pre-social original", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def robustness_figure(cells: list[dict], path: str | Path) -> Path:
     """Accuracy vs JPEG quality and vs rescale factor, one line per (model, train set)."""
     plt = pyplot()
@@ -638,4 +729,7 @@ def build_xai_report(*, xai_paths: list, maps_paths: list, manifest, cache, out_
     written.append(spectra_figure(cache, manifest, out / "spectra.png"))
     written.append(robustness_figure(cells, out / "robustness.png"))
     written.append(cascade_figure(cells, out / "cascade.png"))
+    drift = drift_rows(cells)
+    write_text(out / "sharing_drift.csv", drift_csv(drift))
+    written += [out / "sharing_drift.csv", drift_figure(drift, out / "sharing_drift.png")]
     return written

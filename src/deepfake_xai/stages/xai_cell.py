@@ -41,6 +41,8 @@ OPTIONS = (
            "(black, mean, blur, noise, jpeg)", nargs="*", default=[], config="xai.replacements"),
     Option("--cascade-images", "explained images whose maps are recomputed after each step of the cascading "
            "randomization (0: none)", type=int, default=8, config="xai.cascade_images"),
+    Option("--drift-images", "pre-social test images with shared copies whose maps are compared with their "
+           "copies' (the explained ones first; 0: none)", type=int, default=16, config="xai.drift_images"),
     Option("--batch-size", "images per batch", type=int, default=64, config="xai.batch_size"),
     Option("--seed", "seed of the random parts (robustness subset, randomized weights)", type=int, default=0,
            config="xai.seed"),
@@ -90,6 +92,42 @@ def _controlled(args, runner, layer, cell: dict, manifest, preds, cache, setting
                              seed=args.seed, twins=twins, replacements=args.replacements)
 
 
+def _drift(args, runner, layer, cell: dict, manifest, cache, settings: dict, size: int) -> dict | None:
+    """Explanation drift under sharing for up to ``--drift-images`` pre-social test images that have
+    shared copies: the cell's explained ones first, then others of the test split in a seeded order."""
+    import numpy as np
+    import torch
+
+    from ..explain.assess import assess_drift
+    from ..explain.quality import input_window
+    from ..runtime import crop_batch
+    from ..sets import PRESOCIAL
+
+    test = manifest[manifest["split"] == "test"]
+    shared = test[test["platform"] != PRESOCIAL]
+    pre = test[(test["platform"] == PRESOCIAL) & test["source_id"].isin(set(shared["source_id"]))]
+    if not args.drift_images or pre.empty or not sorted(cell["maps"]):
+        return None
+    explained = [str(i) for i in cell["image_ids"] if str(i) in pre.index]
+    rest = [i for i in np.random.default_rng(args.seed).permutation(sorted(pre.index)) if i not in set(explained)]
+    ids = (explained + rest)[: args.drift_images]
+
+    def crops_and_windows(image_ids):
+        rows = manifest.loc[image_ids]
+        crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(image_ids))), size).numpy()
+        return crops, [input_window(int(r.width), int(r.height), settings.get("resize"), int(settings["center_crop"]),
+                                    size) for r in rows.itertuples()]
+
+    originals, windows = crops_and_windows(ids)
+    position = {s: i for i, s in enumerate(manifest.loc[ids, "source_id"])}
+    copies = {}
+    for platform, group in shared[shared["source_id"].isin(set(position))].groupby("platform", sort=True):
+        crops, copy_windows = crops_and_windows(list(group.index))
+        copies[platform] = (crops, np.array([position[s] for s in group["source_id"]]), copy_windows)
+    return assess_drift(runner=runner, layer=layer, originals=originals, windows=windows, copies=copies,
+                        methods=sorted(cell["maps"]), batch_size=args.batch_size)
+
+
 def _twins(manifest, fakes) -> list:
     """The image id of each controlled fake's real twin (same file stem, a real of the same part)."""
     from pathlib import PurePosixPath
@@ -133,6 +171,7 @@ def run(args: argparse.Namespace) -> None:
                          threshold=args.threshold, replacements=args.replacements)
     result["cascade"] = assess_cascade(runner=runner, layer=layer, cell=cell, n_images=args.cascade_images,
                                        batch_size=args.batch_size, seed=args.seed)
+    result["sharing_drift"] = _drift(args, runner, layer, cell, manifest, cache, settings, size)
     result["controlled"] = _controlled(args, runner, layer, cell, manifest, preds, cache, settings, size)
     result.update({"model": args.model, "train_set": args.train_set, "test_set": args.test_set})
     write_json(args.out, nan_to_none(result))
