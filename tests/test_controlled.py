@@ -20,6 +20,8 @@ from deepfake_xai.report.xai import (
     kendall_taus,
     ranking,
     replacements_csv,
+    separation,
+    separation_markdown,
 )
 from deepfake_xai.runtime import Runner
 
@@ -183,3 +185,23 @@ def test_kendall_tau_between_replacements():
     # one swapped pair of four methods: (6 - 2 * 1) / 6 concordant minus discordant over pairs
     four = {"a": {"m1": 4, "m2": 3, "m3": 2, "m4": 1}, "b": {"m1": 4, "m2": 3, "m3": 1, "m4": 2}}
     assert kendall_taus(four)[0]["tau"] == pytest.approx(4 / 6)
+
+
+def test_separation_pairs_the_same_images():
+    """Two methods whose scores differ by 0.02 on every image, with a spread of 0.3 between images: their
+    intervals overlap, but image by image one is always ahead, and the paired interval says so."""
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.2, 0.5, 40)
+    rows = []
+    for name, shift in (("oracle", 0.4), ("gradcam", 0.02), ("saliency", 0.0), ("random", -0.1)):
+        v = (base + shift).tolist()
+        rows.append({"method": name, "energy_in_box": {**Q.mean_ci(v), "values": v}})
+    sep = separation(rows, "energy_in_box")
+    assert [e["method"] for e in sep] == ["oracle", "gradcam", "saliency", "random"]
+    g, s = sep[1], sep[2]
+    assert g["score"]["ci95"][0] < s["score"]["ci95"][1]  # unpaired, the intervals overlap
+    assert g["separated"] and g["gap"]["mean"] == pytest.approx(0.02)
+    assert sep[-1]["gap"] is None and sep[-1]["separated"] is None
+    check = controlled_check(rows)
+    md = "\n".join(separation_markdown(rows, check, 40))
+    assert "3 of 3 neighbours separated" in md and "| 2 | gradcam |" in md

@@ -140,6 +140,7 @@ def test_explanation_quality_scores_and_ranking(tiny_run):
     assert rows[0].startswith("model,train_set,test_set,method,platform,spearman,spearman_ci_low")
     assert any(r.startswith("mnasnet_100,presocial,presocial,saliency,telegram,") for r in rows)
     assert "## Explanation drift under sharing" in ranking
+    assert (tiny_run / "reports/tiny/xai/ranking.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_report_tables_figures_and_html(tiny_run):

@@ -5,7 +5,7 @@ build the same files.
 
 from __future__ import annotations
 
-XAI_REPORT_FILES = ("ranking.md", "ranking.csv", "controlled.md", "controlled.csv", "replacements.csv", "priors.png",
+XAI_REPORT_FILES = ("ranking.md", "ranking.csv", "ranking.png", "controlled.md", "controlled.csv", "replacements.csv", "priors.png",
                     "spectra.png", "robustness.png", "cascade.png", "sharing_drift.csv", "sharing_drift.png")
 PAPER_TABLES = (1, 2, 3, 4)
 

@@ -48,6 +48,8 @@ rule xai_report:
         ranking_md=paths.xai_report(DATASET, "ranking.md"),
         ranking=report(paths.xai_report(DATASET, "ranking.csv"), caption="../report/xai_ranking.rst",
                        category="6. Explanation quality", labels={"figure": "methods ranked"}),
+        ranking_png=report(paths.xai_report(DATASET, "ranking.png"), caption="../report/xai_ranking_figure.rst",
+                           category="6. Explanation quality", labels={"figure": "methods on known answers"}),
         controlled_md=paths.xai_report(DATASET, "controlled.md"),
         controlled=report(paths.xai_report(DATASET, "controlled.csv"), caption="../report/xai_controlled.rst",
                           category="6. Explanation quality", labels={"figure": "controlled check"}),

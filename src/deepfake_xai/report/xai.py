@@ -181,6 +181,75 @@ def _interval(v: dict) -> str:
     return f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]" if v.get("ci95") else "n/a"
 
 
+def separation(rows: list[dict], key: str) -> list[dict]:
+    """The methods in order of one controlled score (references included), each with the paired
+    difference to the next (the same images, image by image) and whether its 95% bootstrap interval
+    excludes zero: which neighbours in the ranking the data can tell apart."""
+    sign = score_direction(key)
+    scored = sorted((r for r in rows if r.get(key) and r[key].get("values")), key=lambda r: -sign * r[key]["mean"])
+    out = []
+    for i, r in enumerate(scored):
+        entry = {"method": r["method"], "score": r[key], "gap": None, "separated": None}
+        if i + 1 < len(scored) and len(scored[i + 1][key]["values"]) == len(r[key]["values"]):
+            gap = Q.mean_ci(sign * (np.asarray(r[key]["values"], float) - np.asarray(scored[i + 1][key]["values"],
+                                                                                      float)))
+            entry.update(gap=gap, separated=bool(gap["ci95"] and gap["ci95"][0] > 0))
+        out.append(entry)
+    return out
+
+
+def separation_markdown(rows: list[dict], check: dict, n_images: int) -> list[str]:
+    """The ranking on the controlled fakes, one table per score that passed the check."""
+    passed = [k for k, c in check.items() if c["passed"]]
+    if not passed:
+        return []
+    lines = ["## Ranking on the controlled fakes (scores that passed)", "",
+             f"{n_images} controlled fakes pooled over the explained cells. Each method's mean [95% interval] and its "
+             "paired advantage over the next method (the same images; `yes`: the 95% interval excludes zero, the data "
+             "tells the two apart). figure: ranking.png.", ""]
+    for key in passed:
+        sep = separation(rows, key)
+        told = sum(bool(e["separated"]) for e in sep)
+        lines += [f"**{key.replace('_', ' ')}** ({'lower' if score_direction(key) < 0 else 'higher'} is better; "
+                  f"{told} of {len(sep) - 1} neighbours separated)", "",
+                  "| rank | method | score | advantage over the next | separated |", "|---|---|---|---|---|"]
+        for i, e in enumerate(sep, 1):
+            gap = e["gap"]
+            gap_txt = "-" if not gap else f"{gap['mean']:+.3f} {_interval(gap)}"
+            lines.append(f"| {i} | {e['method']} | {_fmt(e['score'])} | {gap_txt} | "
+                         f"{'-' if e['separated'] is None else ('yes' if e['separated'] else 'no')} |")
+        lines.append("")
+    return lines
+
+
+def ranking_figure(rows: list[dict], check: dict, path: str | Path) -> Path:
+    """A forest plot per controlled score that passed the check: each method's mean with its 95%
+    interval, best at the top, the oracle and random maps marked."""
+    passed = [k for k, c in check.items() if c["passed"]] or [k for k in check if check[k]["passed"] is not None][:1]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, max(1, len(passed)), figsize=(4.2 * max(1, len(passed)), 4.2), squeeze=False)
+    for ax, key in zip(axes[0], passed):
+        sep = separation(rows, key)[::-1]
+        y = np.arange(len(sep))
+        mean = [e["score"]["mean"] for e in sep]
+        ci = [e["score"].get("ci95") or [e["score"]["mean"]] * 2 for e in sep]
+        colors = ["tab:green" if e["method"] == "oracle" else "tab:red" if e["method"] == "random" else "tab:blue"
+                  for e in sep]
+        ax.errorbar(mean, y, xerr=np.array([[m - c[0], c[1] - m] for m, c in zip(mean, ci)]).T, fmt="none",
+                    ecolor="grey", capsize=2)
+        ax.scatter(mean, y, c=colors, zorder=3, s=16)
+        ax.set_yticks(y, [e["method"] for e in sep], fontsize=7)
+        ax.set_title(f"{key.replace('_', ' ')} ({'lower' if score_direction(key) < 0 else 'higher'} is better)"
+                     + ("" if check[key]["passed"] else " - FAILED the check"), fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    if not passed:
+        axes[0, 0].text(0.5, 0.5, "no controlled fakes: nothing ranked on known answers", ha="center", va="center")
+        axes[0, 0].axis("off")
+    fig.suptitle("Methods on the controlled fakes (green: oracle, red: random), mean and 95% interval", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def _replacements_of(keys) -> list[str | None]:
     """The replacements whose curves ``keys`` hold (None: the default curves), in order."""
     out: list = []
@@ -718,13 +787,14 @@ def build_xai_report(*, xai_paths: list, maps_paths: list, manifest, cache, out_
     write_text(out / "controlled.md", controlled_markdown(crows, check, n_controlled))
     write_text(out / "controlled.csv", controlled_csv(crows, check))
     rows = ranking(cells, check)
-    write_text(out / "ranking.md", ranking_markdown(rows, cells, check))
+    write_text(out / "ranking.md", ranking_markdown(rows, cells, check)
+               + "\n".join(separation_markdown(crows, check, n_controlled)))
     write_text(out / "ranking.csv", ranking_csv(rows))
     write_text(out / "replacements.csv", replacements_csv({"controlled": controlled_faithfulness(crows),
                                                            "explained": explained_faithfulness(cells)}))
     platform_of = dict(zip(manifest["image_id"].astype(str), manifest["platform"].astype(str)))
     written = [out / "controlled.md", out / "controlled.csv", out / "ranking.md", out / "ranking.csv",
-               out / "replacements.csv"]
+               out / "replacements.csv", ranking_figure(crows, check, out / "ranking.png")]
     written.append(priors_figure(maps_paths, platform_of, out / "priors.png", method))
     written.append(spectra_figure(cache, manifest, out / "spectra.png"))
     written.append(robustness_figure(cells, out / "robustness.png"))
