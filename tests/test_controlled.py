@@ -9,7 +9,7 @@ from torch import nn
 
 from deepfake_xai.data.synth import SynthConfig, make_controlled
 from deepfake_xai.explain import quality as Q
-from deepfake_xai.explain.assess import CONTROLLED_SCORES, assess_controlled
+from deepfake_xai.explain.assess import CONTROLLED_SCORES, assess_controlled, replacement_aucs
 from deepfake_xai.explain.catalog import REPLACEMENTS
 from deepfake_xai.report.xai import (
     controlled_check,
@@ -204,4 +204,36 @@ def test_separation_pairs_the_same_images():
     assert sep[-1]["gap"] is None and sep[-1]["separated"] is None
     check = controlled_check(rows)
     md = "\n".join(separation_markdown(rows, check, 40))
-    assert "3 of 3 neighbours separated" in md and "| 2 | gradcam |" in md
+    assert "3 of 3 neighbours separated; 2 of 2 methods above chance" in md and "| 2 | gradcam |" in md
+    vr = sep[2]["vs_random"]  # saliency: 0.1 above random on every image, no spread: separated, no estimate needed
+    assert vr["mean"] == pytest.approx(0.1) and vr["separated"] and vr["images_needed"] is None
+    noisy = [{"method": m, "x_insertion_auc": {**Q.mean_ci(v), "values": v}} for m, v in (
+        ("saliency", (base + rng.normal(0.05, 0.2, 40)).tolist()), ("random", base.tolist()))]
+    vr = separation(noisy, "x_insertion_auc")[0]["vs_random"]
+    sd = np.std(np.asarray(noisy[0]["x_insertion_auc"]["values"]) - base, ddof=1)
+    assert vr["images_needed"] == int(np.ceil((1.96 * sd / vr["mean"]) ** 2))
+
+
+def test_methods_with_the_same_maps_share_their_curves(controlled):
+    """Grad-CAM and HiResCAM coincide under a global-average-pooling head: their removal curves are
+    computed once (the same model calls as for one method) and both get them."""
+    r = controlled["runner"]
+    calls = []
+
+    def predict(x):
+        calls.append(len(x))
+        with torch.no_grad():
+            return torch.softmax(r.model(x), 1)
+
+    images = r.inputs(torch.from_numpy(controlled["fakes"][:6]))
+    targets = torch.ones(6, dtype=torch.long)
+    maps = Q.random_maps(6, SIZE, SIZE, seed=1)
+    other = Q.random_maps(6, SIZE, SIZE, seed=2)
+    base = {None: None, "black": Q.replacement_images(controlled["fakes"][:6], "black", r.inputs)}
+    two = replacement_aucs(predict, images, {"gradcam": maps, "saliency": other}, targets, 4, base, 64)
+    n_two = sum(calls)
+    calls.clear()
+    three = replacement_aucs(predict, images, {"gradcam": maps, "hirescam": maps.copy(), "saliency": other}, targets,
+                             4, base, 64)
+    assert sum(calls) == n_two
+    assert three["hirescam"] == three["gradcam"] == two["gradcam"] and three["saliency"] == two["saliency"]

@@ -173,9 +173,12 @@ def test_cascading_randomization_equals_quantus_mprt(arch, layer, method):
 def test_layer_groups_follow_blocks():
     names = ["classifier", "bn2", "conv_head", "blocks.1.0.bn1", "blocks.1.0.conv", "blocks.0.0.conv", "bn1",
              "conv_stem"]
-    assert [g for g, _ in Q.layer_groups(names)] == ["classifier", "bn2", "conv_head", "blocks.1", "blocks.0", "bn1",
-                                                    "conv_stem"]
-    assert Q.layer_groups(names)[3][1] == ["blocks.1.0.bn1", "blocks.1.0.conv"]
+    groups = Q.layer_groups(names)
+    assert [g for g, _ in groups] == ["head", "blocks.1", "blocks.0", "stem"]
+    assert groups[0][1] == ["classifier", "bn2", "conv_head"] and groups[1][1] == ["blocks.1.0.bn1", "blocks.1.0.conv"]
+    assert [g for g, _ in Q.layer_groups(["fc", "layer4.1.conv2", "layer4.0.conv1", "layer3.0.conv1", "bn1",
+                                          "conv1"])] == ["head", "layer4.1", "layer4.0", "layer3.0", "stem"]
+    assert [g for g, _ in Q.layer_groups(["head.2", "features.4", "features.0"])] == ["head", "features"]
 
 
 def test_cascade_tells_a_model_independent_map_from_one_that_explains_the_model():

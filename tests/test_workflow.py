@@ -127,7 +127,7 @@ def test_explanation_quality_scores_and_ranking(tiny_run):
     assert "## Removal curves by replacement" in ranking
     # the cascading randomization: one step per block, from the head back to the stem
     casc = scores["cascade"]
-    assert casc["n"] == 4 and casc["steps"][0] == "classifier" and casc["steps"][-1] == "conv_stem"
+    assert casc["n"] == 4 and casc["steps"][0] == "head" and casc["steps"][-1] == "stem"
     assert all(len(v) == len(casc["steps"]) for v in casc["methods"].values()) and "saliency" in casc["methods"]
     assert "## Cascading randomization" in ranking
     assert (tiny_run / "reports/tiny/xai/cascade.png").read_bytes()[:4] == b"\x89PNG"

@@ -211,15 +211,21 @@ def replacement_aucs(predict, images: torch.Tensor, maps: dict[str, np.ndarray],
     """Deletion and insertion AUC per image of every map under every replacement: ``baselines`` maps a
     replacement's name (None: the default curves) to the inputs that stand in for removed pixels.
     The curves' ends do not depend on the map and are predicted once per replacement."""
+    # Methods that give the same maps (Grad-CAM and HiResCAM under a global-average-pooling head) share
+    # their curves: each distinct set of maps is perturbed once.
+    first: dict[bytes, str] = {}
+    same = {m: first.setdefault(np.ascontiguousarray(mm).tobytes(), m) for m, mm in maps.items()}
     out: dict[str, dict[str, list]] = {m: {} for m in maps}
     for name, base in baselines.items():
         ends = {mode: Q.curve_ends(predict, images, targets, mode, batch_size, base) for mode in CURVE_MODES}
         for m, mm in maps.items():
+            if same[m] != m:
+                continue
             tm = torch.from_numpy(mm)
             for mode in CURVE_MODES:
                 out[m][curve_key(name, mode)] = Q.curve_auc(Q.perturbation_curve(
                     predict, images, tm, targets, steps, mode, batch_size, ends[mode], base)).tolist()
-    return out
+    return {m: dict(out[same[m]]) for m in maps}
 
 
 def sweep_baselines(runner, crops: np.ndarray, replacements, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -328,12 +328,21 @@ def cascade_layers(model: torch.nn.Module) -> list[str]:
 
 
 def layer_groups(names: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """Consecutive layers of one block as one cascade step: the block is the first part of the name,
-    or the first two where the second is a number (``blocks.3``, ``layer4.1``, ``features.12``)."""
-    groups: list[tuple[str, list[str]]] = []
-    for name in names:
+    """The cascade's steps for ``names`` in cascade order: the layers of one numbered block together
+    (``blocks.3``, ``layer4.1`` -> ``layer4.1``, ``features.12``), everything before the first block
+    as one ``head`` step (classifier, final norm and conv) and everything after the last as ``stem``;
+    a model without numbered blocks gets a step per top-level module."""
+    def block(name: str) -> str | None:
         parts = name.split(".")
-        key = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+        return ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else None
+
+    blocks = [i for i, n in enumerate(names) if block(n)]
+    groups: list[tuple[str, list[str]]] = []
+    for i, name in enumerate(names):
+        if blocks:
+            key = block(name) or ("head" if i < blocks[0] else "stem" if i > blocks[-1] else name.split(".")[0])
+        else:
+            key = name.split(".")[0]
         if groups and groups[-1][0] == key:
             groups[-1][1].append(name)
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -181,20 +182,32 @@ def _interval(v: dict) -> str:
     return f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]" if v.get("ci95") else "n/a"
 
 
+def _paired(a: dict, b: dict, sign: int) -> dict | None:
+    """sign * (a - b) image by image, with its bootstrap interval and the images a 95% interval of that
+    width would need to exclude zero at this mean ((1.96 sd / mean)^2, the normal approximation)."""
+    if len(a["values"]) != len(b["values"]):
+        return None
+    d = sign * (np.asarray(a["values"], float) - np.asarray(b["values"], float))
+    gap = Q.mean_ci(d)
+    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    gap["images_needed"] = int(math.ceil((1.96 * sd / abs(gap["mean"])) ** 2)) if gap["mean"] and sd > 1e-9 else None
+    gap["separated"] = bool(gap["ci95"] and gap["ci95"][0] > 0)
+    return gap
+
+
 def separation(rows: list[dict], key: str) -> list[dict]:
-    """The methods in order of one controlled score (references included), each with the paired
-    difference to the next (the same images, image by image) and whether its 95% bootstrap interval
-    excludes zero: which neighbours in the ranking the data can tell apart."""
+    """The methods in order of one controlled score (references included), each with its paired
+    difference to the next and to the random map (the same images, image by image): which neighbours
+    the data tells apart, which methods carry more than chance, and how many images it would take."""
     sign = score_direction(key)
     scored = sorted((r for r in rows if r.get(key) and r[key].get("values")), key=lambda r: -sign * r[key]["mean"])
+    rand = next((r for r in scored if r["method"] == "random"), None)
     out = []
     for i, r in enumerate(scored):
-        entry = {"method": r["method"], "score": r[key], "gap": None, "separated": None}
-        if i + 1 < len(scored) and len(scored[i + 1][key]["values"]) == len(r[key]["values"]):
-            gap = Q.mean_ci(sign * (np.asarray(r[key]["values"], float) - np.asarray(scored[i + 1][key]["values"],
-                                                                                      float)))
-            entry.update(gap=gap, separated=bool(gap["ci95"] and gap["ci95"][0] > 0))
-        out.append(entry)
+        gap = _paired(r[key], scored[i + 1][key], sign) if i + 1 < len(scored) else None
+        vs_random = _paired(r[key], rand[key], sign) if rand is not None and r is not rand else None
+        out.append({"method": r["method"], "score": r[key], "gap": gap, "separated": gap["separated"] if gap else None,
+                    "vs_random": vs_random})
     return out
 
 
@@ -204,20 +217,27 @@ def separation_markdown(rows: list[dict], check: dict, n_images: int) -> list[st
     if not passed:
         return []
     lines = ["## Ranking on the controlled fakes (scores that passed)", "",
-             f"{n_images} controlled fakes pooled over the explained cells. Each method's mean [95% interval] and its "
-             "paired advantage over the next method (the same images; `yes`: the 95% interval excludes zero, the data "
-             "tells the two apart). figure: ranking.png.", ""]
+             f"{n_images} controlled fakes pooled over the explained cells. Each method's mean [95% interval]; its "
+             "paired advantage (the same images) over the next method and over the random map, each `yes` where the "
+             "95% interval excludes zero; and the images a paired interval would need to exclude zero at the "
+             "advantage over random seen here, (1.96 sd / mean)^2. figure: ranking.png.", ""]
     for key in passed:
         sep = separation(rows, key)
         told = sum(bool(e["separated"]) for e in sep)
+        above = sum(bool(e["vs_random"] and e["vs_random"]["separated"]) for e in sep if e["method"] not in REFERENCES)
+        n_methods = sum(e["method"] not in REFERENCES for e in sep)
         lines += [f"**{key.replace('_', ' ')}** ({'lower' if score_direction(key) < 0 else 'higher'} is better; "
-                  f"{told} of {len(sep) - 1} neighbours separated)", "",
-                  "| rank | method | score | advantage over the next | separated |", "|---|---|---|---|---|"]
+                  f"{told} of {len(sep) - 1} neighbours separated; {above} of {n_methods} methods above chance)", "",
+                  "| rank | method | score | over the next | separated | over random | above chance | images needed |",
+                  "|---|---|---|---|---|---|---|---|"]
         for i, e in enumerate(sep, 1):
-            gap = e["gap"]
+            gap, vr = e["gap"], e["vs_random"]
+            yes = lambda g: "-" if not g else ("yes" if g["separated"] else "no")  # noqa: E731
             gap_txt = "-" if not gap else f"{gap['mean']:+.3f} {_interval(gap)}"
-            lines.append(f"| {i} | {e['method']} | {_fmt(e['score'])} | {gap_txt} | "
-                         f"{'-' if e['separated'] is None else ('yes' if e['separated'] else 'no')} |")
+            vr_txt = "-" if not vr else f"{vr['mean']:+.3f} {_interval(vr)}"
+            need = "-" if not vr or vr["mean"] <= 0 or vr["images_needed"] is None else str(vr["images_needed"])
+            lines.append(f"| {i} | {e['method']} | {_fmt(e['score'])} | {gap_txt} | {yes(gap)} | {vr_txt} | "
+                         f"{yes(vr)} | {need} |")
         lines.append("")
     return lines
 
