@@ -168,7 +168,7 @@ def test_report_tables_figures_and_html(tiny_run):
     assert set(val["platform"]) == {"presocial"} and len(val) > 0
     assert float(cal["mnasnet_100", "telegram", "twitter"]["validation_threshold"]) == pytest.approx(
         best_threshold(val["prob"], val["label"]), abs=1e-6)
-    assert int(cal["efficientnet_b0", "presocial", "facebook"]["mcnemar_n"]) > 0
+    assert int(cal["efficientnet_b0", "presocial", "facebook"]["mcnemar_n"]) > 0 and cal["mnasnet_100", "presocial", "combined"]["accuracy"] != ""
     assert cal["efficientnet_b0", "presocial", "presocial"]["mcnemar_n"] == ""
     assert (rep / "figures/reliability.png").read_bytes()[:4] == b"\x89PNG"
 

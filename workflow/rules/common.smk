@@ -212,8 +212,8 @@ def metrics_files() -> list[str]:
 
 
 def part_prediction_files() -> list[str]:
-    """The test parts' predictions of the reported cells (the calibration table's rates and McNemar pairs)."""
-    return [paths.predictions(DATASET, m, tr, te) for m, tr, te in dxcfg.cells(config) if te in PREDICTED_PARTS]
+    """The predictions of the reported cells (the calibration table's rates and McNemar pairs)."""
+    return [paths.predictions(DATASET, m, tr, te) for m, tr, te in dxcfg.cells(config) if te in PREDICTED_SETS]
 
 
 def validation_files() -> list[str]:

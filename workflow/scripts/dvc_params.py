@@ -159,7 +159,7 @@ def _reports(config: dict, ds: str, configs: list[str], montages: dict, actmax: 
         "config": " ".join(configs),
         "transfer": " ".join(c["out"] for c in transfer_cells.values()),
         "predictions": " ".join(paths.predictions(ds, m, tr, te) for m, tr, te in dxcfg.cells(config)
-                                if te in dxcfg.required_test_parts(config)),
+                                if te in dxcfg.predicted_sets(config)),
         "validation": " ".join(paths.validation_predictions(ds, m, tr) for m, tr in dxcfg.training_pairs(config)),
         # dvc.yaml cannot drop a dependency by a condition (as for xai below)
         "transfer_dep": paths.transfers(ds) if transfer_cells else f"results/{ds}/models",

@@ -5,7 +5,8 @@ frequency fingerprints and robustness.
   ROAD (Rong et al. 2022, through pytorch-grad-cam) and the confidence left when only the most
   highlighted region is kept.
 - Localization, where the evidence region of a fake is known (the synthetic data records it):
-  pointing game (Zhang et al. 2016) and the share of map energy inside the region.
+  pointing game (Zhang et al. 2016, IJCV 2018) and the share of map energy inside the region
+  (relevance mass accuracy, Arras et al. 2022).
 - Sanity (Adebayo et al. 2018): maps of the trained model vs maps of the same architecture with
   re-initialized weights; a method whose maps barely change does not explain the model.
 - Spatial priors, frequency spectra and robustness curves as the data for the report's figures.

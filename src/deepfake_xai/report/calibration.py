@@ -33,7 +33,8 @@ def _read(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def _keyed(paths: Iterable[str | Path], depth: int) -> dict[tuple[str, str], dict]:
-    """Files at .../<model>/<train_set>/<file> (depth 2: key the two folders above) or keyed with the part too."""
+    """Files at .../<model>/<train_set>/<file>, keyed (model, train set), or with depth 3 also by the file's
+    stem (the test set)."""
     out: dict = {}
     for p in map(Path, paths):
         model, train_set = p.parent.parent.name, p.parent.name
@@ -104,8 +105,8 @@ def calibration_markdown(rows: list[dict]) -> str:
     for r in rows:
         ci = r.get("ece_ci95")
         ece = "-" if r["ece"] is None else f"{r['ece']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-        thr = f"{r['threshold']:.2f} / " + ("-" if r["validation_threshold"] is None
-                                            else f"{r['validation_threshold']:.3f}")
+        thr = f"{r['threshold']:.4g} / " + ("-" if r["validation_threshold"] is None
+                                             else f"{r['validation_threshold']:.4g}")
         f, c = r.get("fixed") or {}, r.get("chosen") or {}
         rates = [f"{_pct(f.get(k))} / {_pct(c.get(k))}" for k in ("accuracy", "fake_recall", "real_recall")]
         mc = r.get("mcnemar")
