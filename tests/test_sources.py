@@ -4,6 +4,7 @@ table, each through the real manifest rule and one training cell; cross-dataset 
 bad input."""
 
 import json
+import re
 import shutil
 from pathlib import Path, PurePosixPath
 
@@ -276,3 +277,25 @@ def test_doctor_walks_a_configured_root_and_counts_its_parts_and_generators(four
     line = doctor({"source": "trueface", "root": str(fs)})
     assert line.startswith("[FAIL]") and "do not fit the trueface layout" in line
     assert doctor({"source": "folders", "root": str(fs)}).startswith("[OK  ]")
+
+
+@pytest.mark.parametrize("doc, key", [
+    ({"dataset": ".."}, "dataset: '..'"),
+    ({"dataset": "a/b"}, "dataset: 'a/b'"),
+    ({"dataset": "."}, "dataset: '.'"),
+    ({"models": {"..": {"arch": "mnasnet_100"}}}, "models...: '..'"),
+    ({"models": {"x/y": {"arch": "mnasnet_100"}}}, "models.x/y: 'x/y'"),
+    ({"protocols": {"../up": {"families": ["gan"]}}}, "protocols.../up: '../up'"),
+    ({"transfer": {"..": {"data": {"source": "synthetic"}}}}, "transfer...: '..'"),
+    ({"data": {"source": "trueface", "download": [{"url": "https://m/a.zip", "name": "../a.zip",
+                                                    "sha256": "0" * 64}]}}, "data.download[0].name: '../a.zip'"),
+    ({"data": {"source": "synthetic", "generators": {"..": {"family": "gan", "folders": ["X"]}}}},
+     "data.generators...: '..'"),
+])
+def test_names_that_become_path_parts_must_be_one_safe_component(tmp_path, doc, key):
+    """A name that would plan outputs outside its folder (results/synthetic/models/../telegram/) is refused
+    before anything runs, with the key named."""
+    base = _config("demo", {"source": "synthetic"})
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({**base, **doc}))
+    with pytest.raises(dxcfg.ConfigError, match=re.escape(key) + " is not a usable name"):
+        dxcfg.load(tmp_path / "c.yaml")

@@ -285,6 +285,9 @@ def test_a_platform_left_out_of_the_test_sets_is_never_predicted(synth_copy, tmp
     ('models={"resnet5": {}}', "timm has no model named 'resnet5'"),
     ('grid=[{"models": ["vgg16"], "train_sets": ["presocial"]}]', "grid: model 'vgg16' is not defined"),
     ('test_sets=["instagram"]', "test_sets: unknown test set 'instagram'; expected one of presocial"),
+    # names that become path parts: results/../data, results/synthetic/models/../telegram/
+    ('dataset=".."', "dataset: '..' is not a usable name"),
+    ('models={"..": {"arch": "mnasnet_100"}}', "models...: '..' is not a usable name"),
     # two mirrors' archives with one file name would download into one file, the second replacing the first
     ('data={"source": "trueface", "download": [{"url": "https://m/pre/part1.zip", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}, '
      '{"url": "https://m/post/part1.zip", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}]}',

@@ -270,7 +270,6 @@ def explain_cells(config: dict) -> list[tuple[str, str, str]]:
     return list(wanted)
 
 
-_ARCHIVE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def download_archives(config: dict) -> dict[str, dict]:
@@ -279,10 +278,14 @@ def download_archives(config: dict) -> dict[str, dict]:
     so a clash is an error naming both URLs."""
     out: dict[str, dict] = {}
     for i, entry in enumerate(config["data"]["download"]):
-        name = entry.get("name") or PurePosixPath(urlparse(entry["url"]).path).name
-        if not _ARCHIVE_NAME.match(name) or name in (".", ".."):
-            raise ValueError(f"data.download[{i}]: the url {entry['url']!r} ends in no usable file name "
-                             f"({name!r}); give the entry a name: (letters, digits, '_', '.', '-')")
+        if entry.get("name") is not None:
+            name = entry["name"]
+            check_path_name(name, f"data.download[{i}].name")
+        else:
+            name = PurePosixPath(urlparse(entry["url"]).path).name
+            if not PATH_NAME.match(name):
+                raise ValueError(f"data.download[{i}]: the url {entry['url']!r} ends in no usable file name "
+                                 f"({name!r}); give the entry a name: (letters, digits, '_', '.', '+', '-')")
         if name in out:
             raise ValueError(f"data.download[{i}]: the archive name {name!r} (url {entry['url']!r}) is also that "
                              f"of {out[name]['url']!r}; give one of them a different name:")
@@ -290,9 +293,40 @@ def download_archives(config: dict) -> dict[str, dict]:
     return out
 
 
+# A name that becomes one part of a path (results/{dataset}/models/{model}/...): one safe component,
+# never ".", "..", a separator or a leading dot or dash.
+PATH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+
+
+def check_path_name(value, key: str) -> None:
+    """A clear error for a name that cannot be one path component, naming the config key."""
+    if not isinstance(value, str) or not PATH_NAME.match(value):
+        raise ValueError(f"{key}: {value!r} is not a usable name: it becomes one folder or file name in the "
+                         "results, so use letters, digits, '_', '.', '+' or '-', starting with a letter or digit "
+                         "(no '/', no '..')")
+
+
+def _check_path_names(config: dict) -> None:
+    """Every config name that becomes a path part: the dataset, the models, the protocols, the transfer
+    datasets, and the platforms and generators a dataset adds."""
+    check_path_name(config["dataset"], "dataset")
+    for name in config["models"]:
+        check_path_name(name, f"models.{name}")
+    for section in ("protocols", "transfer"):
+        for name in config.get(section) or {}:
+            check_path_name(name, f"{section}.{name}")
+    datas = [("data", config["data"]), *((f"transfer.{n}.data", t["data"]) for n, t in
+                                        (config.get("transfer") or {}).items())]
+    for where, data in datas:
+        for section in ("platforms", "generators"):
+            for name in data.get(section) or {}:
+                check_path_name(name, f"{where}.{section}.{name}")
+
+
 def check(config: dict) -> None:
     """Cross-key checks the schema cannot express; raise ``ValueError`` naming the key and value."""
     fill_defaults(config)
+    _check_path_names(config)
     _check_names(config)
     download_archives(config)
     for name in config.get("transfer") or {}:
