@@ -65,6 +65,15 @@ def test_tiny_grid_builds_every_cell(tiny_run):
     for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc",
                 "average_precision", "eer", "confusion_matrix", "ci95", "by_generator"):
         assert key in cell
+    # what made each number: the packages' versions and the project's commit, in every cell and train.json
+    from importlib.metadata import version
+    summary = json.loads((tiny_run / "results/tiny/models/mnasnet_100/presocial/train.json").read_text())
+    for record in (cell["versions"], summary["versions"]):
+        assert {k: record[k] for k in ("torch", "timm", "numpy", "pillow", "grad-cam")} == {
+            k: version(k) for k in ("torch", "timm", "numpy", "pillow", "grad-cam")}
+        assert record["deepfake-xai"] and record["commit"]
+    readme = (tiny_run / "reports/tiny/README.md").read_text()
+    assert f"Trained with: torch {version('torch')}" in readme and f"timm {version('timm')}" in readme
     for rule in ("train", "metrics", "explain", "actmax", "montage"):
         assert any((tiny_run / "results/tiny/logs" / rule).rglob("*.log")), rule
     for rule in ("manifest", "cache", "synthesize", "report"):

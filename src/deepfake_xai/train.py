@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from . import models as dxmodels
 from .data.cache import ImageCache
 from .data.download import sha256_file
+from .environment import versions
 from .io import atomic_path, write_csv, write_json
 from .runtime import Batches, Runner, inference_batch_size, input_stats, pick_device
 from .scores import balanced_accuracy
@@ -502,7 +503,7 @@ def _write_outputs(job: Job, state: Progress, out_dir: Path, elapsed: float, ini
         "seconds": elapsed, "resumed_after_epoch": state.resumed_from,
         "images_per_s": float(np.mean([r["images_per_s"] for r in state.log])),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "torch": torch.__version__, "versions": versions(),
         "amp_bf16": runner.amp, "channels_last": runner.channels_last, "world_size": job.dist.world,
         # where the weights started: the pretrained file (and its SHA-256), or timm's seeded random init
         "init": ({"file": str(init_weights), "sha256": sha256_file(init_weights)} if init_weights

@@ -5,27 +5,15 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..environment import PACKAGES, git_commit, versions
 from ..io import write_text
 from . import figures
 from .calibration import CALIBRATION_FILES, RELIABILITY_FIGURE, write_calibration
 from .generalization import GENERALIZATION_FILES, TRANSFER_FILES, write_generalization
 from .tables import ReportInputError, build_tables, display, load_metrics, load_train_summaries, write_tables
-
-
-def git_commit(cwd: str | Path = ".") -> str:
-    """The checkout's commit, marked ``-dirty`` when tracked files differ; 'unknown' outside git."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                             check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
-    return sha + ("-dirty" if dirty else "")
 
 
 def _sha256(path: str | Path) -> str:
@@ -89,12 +77,24 @@ def build_report(*, metrics_files: Iterable[str | Path], train_files: Iterable[s
     return written
 
 
+def _versions_text(summaries: dict) -> str:
+    """The package versions the train.json files record (each package's versions, if they differ)."""
+    seen: dict[str, set] = {}
+    for s in summaries.values():
+        for name, v in (s.get("versions") or {"torch": s.get("torch")}).items():
+            if v:
+                seen.setdefault(name, set()).add(v)
+    order = [*PACKAGES, "commit"]
+    return ", ".join(f"{name} {' / '.join(sorted(seen[name]))}" for name in sorted(seen, key=lambda n: (
+        order.index(n) if n in order else len(order), n))) or "unknown (no train.json)"
+
+
 def readme_text(*, tables, summaries: dict, n_cells: int, out_dir: Path, dataset: str, models: list[str],
                 config_files: list, explain_files: list) -> str:
     """What was run (config, dataset, commit, device, time) and where each table and figure is."""
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     devices = sorted({s.get("device", "?") for s in summaries.values()})
-    torch_versions = sorted({s.get("torch", "?") for s in summaries.values()})
+    trained_with = _versions_text(summaries)
     train_s = sum(float(s.get("seconds", 0.0)) for s in summaries.values())
     lines = [f"# Report: {dataset}", "",
              f"Generated {now} by deepfake-xai from commit `{git_commit()}`.", "",
@@ -104,7 +104,9 @@ def readme_text(*, tables, summaries: dict, n_cells: int, out_dir: Path, dataset
         lines.append(f"- {role}: `{config_file}` (sha256 `{_sha256(config_file)[:16]}`)")
     lines += [f"- Dataset: `{dataset}`",
               f"- Trainings: {len(summaries)} (model x train set); evaluated cells: {n_cells}",
-              f"- Device(s): {', '.join(devices) or 'none'}; torch {', '.join(torch_versions) or '?'}",
+              f"- Device(s): {', '.join(devices) or 'none'}",
+              f"- Trained with: {trained_with}",
+              f"- This report: {', '.join(f'{k} {v}' for k, v in versions().items() if v)}",
               f"- Training time: {train_s / 60:.1f} min in all (sum of train.json `seconds`)", ""]
     if summaries:
         lines += ["| Model | Train set | Epochs (best) | Best val balanced acc. | Params (M) | Seconds | Device |",

@@ -26,6 +26,7 @@ OPTIONS = (
 
 
 def run(args: argparse.Namespace) -> None:
+    from ..environment import versions
     from ..evaluate import read_prediction_arrays
     from ..io import write_json
     from ..metrics import compute_metrics
@@ -34,6 +35,7 @@ def run(args: argparse.Namespace) -> None:
     metrics = compute_metrics(preds, threshold=args.threshold, n_boot=args.bootstrap, seed=args.seed)
     metrics.update({k: v for k, v in (("model", args.model), ("train_set", args.train_set),
                                       ("test_set", args.test_set), ("test_dataset", args.test_dataset)) if v})
+    metrics["versions"] = versions()
     write_json(args.out, metrics)
     ci = metrics["ci95"]["accuracy"]
     ci_txt = f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""
