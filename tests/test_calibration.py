@@ -141,3 +141,26 @@ def test_calibration_table_from_prediction_files(tmp_path):
     csv = pd.read_csv(tmp_path / "tables" / "calibration.csv")
     assert csv.loc[csv.test_set == "telegram", "right_then_wrong"].item() == lost
     assert (tmp_path / "figures" / "reliability.png").stat().st_size > 5000
+
+
+def test_mcnemar_refuses_repeated_sources_and_runs_at_the_chosen_threshold_too(tmp_path):
+    rng = np.random.default_rng(13)
+    src = np.array([f"s{i}" for i in range(60)])
+    labels = rng.integers(0, 2, 60)
+    probs = np.where(labels == 1, rng.uniform(0.55, 1, 60), rng.uniform(0, 0.45, 60))
+    base = tmp_path / "predictions" / "m" / "presocial"
+    files = [_part(base / "presocial.parquet", src, labels, probs, "presocial"),
+             _part(base / "telegram.parquet", src, labels, probs * 0.8, "telegram")]
+    val = _part(tmp_path / "models" / "m" / "presocial" / "validation.parquet", src, labels, probs * 0.8, "presocial")
+    metrics = {("m", "presocial", p): {**compute_metrics(pd.read_parquet(f), n_boot=20), "threshold": 0.5}
+               for p, f in (("presocial", files[0]), ("telegram", files[1]))}
+    tel = {r["test_set"]: r for r in calibration_rows(metrics, files, [val])}["telegram"]
+    chosen = tel["validation_threshold"]
+    after = (probs * 0.8 >= chosen).astype(int) == labels
+    assert tel["mcnemar_chosen"] == C.mcnemar((probs >= chosen).astype(int) == labels, after)
+    dup = src.copy()
+    dup[1] = dup[0]
+    files[1] = _part(base / "telegram.parquet", dup, labels, probs * 0.8, "telegram")
+    from deepfake_xai.report.tables import ReportInputError
+    with pytest.raises(ReportInputError, match="after part has 1 repeated source_id"):
+        calibration_rows(metrics, files, [val])

@@ -187,15 +187,22 @@ def test_kendall_tau_between_replacements():
     assert kendall_taus(four)[0]["tau"] == pytest.approx(4 / 6)
 
 
+def _cells(scores: dict[str, list], copies: int = 1) -> list[dict]:
+    """Explained cells whose controlled parts score the same 40 images (one per model)."""
+    ids = [f"img{i}" for i in range(len(next(iter(scores.values()))))]
+    return [{"controlled": {"n": len(ids), "image_ids": ids, "methods": {m: {"energy_in_box": list(v)}
+                                                                        for m, v in scores.items()}}}
+            for _ in range(copies)]
+
+
 def test_separation_pairs_the_same_images():
     """Two methods whose scores differ by 0.02 on every image, with a spread of 0.3 between images: their
     intervals overlap, but image by image one is always ahead, and the paired interval says so."""
     rng = np.random.default_rng(3)
     base = rng.uniform(0.2, 0.5, 40)
-    rows = []
-    for name, shift in (("oracle", 0.4), ("gradcam", 0.02), ("saliency", 0.0), ("random", -0.1)):
-        v = (base + shift).tolist()
-        rows.append({"method": name, "energy_in_box": {**Q.mean_ci(v), "values": v}})
+    scores = {name: (base + shift).tolist() for name, shift in
+              (("oracle", 0.4), ("gradcam", 0.02), ("saliency", 0.0), ("random", -0.1))}
+    rows = controlled_rows(_cells(scores))
     sep = separation(rows, "energy_in_box")
     assert [e["method"] for e in sep] == ["oracle", "gradcam", "saliency", "random"]
     g, s = sep[1], sep[2]
@@ -207,11 +214,29 @@ def test_separation_pairs_the_same_images():
     assert "3 of 3 neighbours separated; 2 of 2 methods above chance" in md and "| 2 | gradcam |" in md
     vr = sep[2]["vs_random"]  # saliency: 0.1 above random on every image, no spread: separated, no estimate needed
     assert vr["mean"] == pytest.approx(0.1) and vr["separated"] and vr["images_needed"] is None
-    noisy = [{"method": m, "x_insertion_auc": {**Q.mean_ci(v), "values": v}} for m, v in (
-        ("saliency", (base + rng.normal(0.05, 0.2, 40)).tolist()), ("random", base.tolist()))]
-    vr = separation(noisy, "x_insertion_auc")[0]["vs_random"]
-    sd = np.std(np.asarray(noisy[0]["x_insertion_auc"]["values"]) - base, ddof=1)
-    assert vr["images_needed"] == int(np.ceil((1.96 * sd / vr["mean"]) ** 2))
+    noisy = controlled_rows(_cells({"saliency": (base + rng.normal(0.05, 0.2, 40)).tolist(), "random": base}))
+    vr = separation(noisy, "energy_in_box")[0]["vs_random"]
+    sd = np.std(np.asarray(noisy[1]["energy_in_box"]["values"]) - base, ddof=1)
+    assert vr["images_needed"] == int(np.ceil(((1.96 + 0.84) * sd / vr["mean"]) ** 2))
+
+
+def test_one_image_scored_by_two_models_is_resampled_as_one():
+    """Two cells (two models) on the same 40 controlled fakes, scoring them identically: 80 values but
+    40 images; the interval is the one image set's, not narrower (counting each image twice would be
+    false precision). Values missing for one method are paired on the images both scored."""
+    rng = np.random.default_rng(4)
+    scores = {"saliency": rng.uniform(0, 1, 40).tolist(), "random": rng.uniform(0, 1, 40).tolist()}
+    one, two = controlled_rows(_cells(scores)), controlled_rows(_cells(scores, copies=2))
+    assert two[1]["energy_in_box"]["n"] == 80 and two[1]["energy_in_box"]["images"] == 40
+    assert two[1]["energy_in_box"]["ci95"] == pytest.approx(one[1]["energy_in_box"]["ci95"], abs=1e-12)
+    gap_one = separation(one, "energy_in_box")
+    gap_two = separation(two, "energy_in_box")
+    assert gap_two[0]["vs_random"]["ci95"] == pytest.approx(gap_one[0]["vs_random"]["ci95"], abs=1e-12)
+    holes = dict(scores)
+    holes["saliency"] = [None if i == 3 else v for i, v in enumerate(scores["saliency"])]
+    holes["random"] = [None if i == 5 else v for i, v in enumerate(scores["random"])]
+    gap = separation(controlled_rows(_cells(holes)), "energy_in_box")[0]["gap"]
+    assert gap["n"] == 38 and gap["images"] == 38
 
 
 def test_methods_with_the_same_maps_share_their_curves(controlled):

@@ -44,6 +44,18 @@ def test_maps_of_two_views_meet_on_the_common_part_of_the_scene():
     assert np.abs(wrong - truth).max() > 0.3
 
 
+def test_input_window_by_hand():
+    # TrueFace 1024 px resized to 256, a 224 px input from its centre: 16 px in on each side of 256
+    assert Q.input_window(1024, 1024, 256, 256, 224) == pytest.approx((16 / 256, 16 / 256, 240 / 256, 240 / 256))
+    # a Facebook copy (720 px) resized to the same 256: the same box of the scene
+    assert Q.input_window(720, 720, 256, 256, 224) == pytest.approx((16 / 256,) * 2 + (240 / 256,) * 2)
+    # no resize: a 64 px crop of a 100 x 80 image, then a 48 px input
+    assert Q.input_window(100, 80, None, 64, 48) == pytest.approx(((18 + 8) / 100, (8 + 8) / 80, (18 + 56) / 100,
+                                                                   (8 + 56) / 80))
+    # a 45 px copy smaller than the 64 px crop: upscaled to 64 first, so the input covers its centre 48/64
+    assert Q.input_window(45, 45, None, 64, 48) == pytest.approx((8 / 64, 8 / 64, 56 / 64, 56 / 64))
+
+
 def test_input_window_inverts_box_in_crop():
     for w, h, resize, crop, size in [(1024, 1024, 256, 256, 224), (720, 720, 256, 256, 224), (64, 64, None, 64, 64),
                                      (45, 45, None, 64, 48), (800, 600, 300, 280, 256)]:
@@ -59,6 +71,12 @@ def test_top_overlap():
     assert np.allclose(Q.top_overlap(a, -a), 0.0)
     chance = Q.top_overlap(a, rng.random((50, 20, 20)))
     assert abs(chance.mean() - 0.1) < 0.03
+    # sparse maps: one hot pixel each, in opposite corners, zero elsewhere. The zeros tie at the cut and are
+    # left out (in raster order they would fill the top set alike and give an overlap of 0.9)
+    one, other = np.zeros((1, 10, 10)), np.zeros((1, 10, 10))
+    one[0, 0, 0], other[0, 9, 9] = 1.0, 1.0
+    assert Q.top_overlap(one, other)[0] == 0.0 and Q.top_overlap(one, one)[0] == 1.0
+    assert np.isnan(Q.top_overlap(np.zeros((1, 10, 10)), np.zeros((1, 10, 10)))[0])
 
 
 class Edges(nn.Module):

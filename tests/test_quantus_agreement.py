@@ -178,7 +178,11 @@ def test_layer_groups_follow_blocks():
     assert groups[0][1] == ["classifier", "bn2", "conv_head"] and groups[1][1] == ["blocks.1.0.bn1", "blocks.1.0.conv"]
     assert [g for g, _ in Q.layer_groups(["fc", "layer4.1.conv2", "layer4.0.conv1", "layer3.0.conv1", "bn1",
                                           "conv1"])] == ["head", "layer4.1", "layer4.0", "layer3.0", "stem"]
-    assert [g for g, _ in Q.layer_groups(["head.2", "features.4", "features.0"])] == ["head", "features"]
+    # numbered children of a container are steps of their own: a VGG's features.N, a Sequential head
+    assert [g for g, _ in Q.layer_groups(["head.2", "features.4", "features.0"])] == ["head.2", "features.4",
+                                                                                      "features.0"]
+    assert [g for g, _ in Q.layer_groups(["head.fc", "pre_logits.fc2", "features.34", "features.0"])] == [
+        "head", "features.34", "features.0"]
 
 
 def test_cascade_tells_a_model_independent_map_from_one_that_explains_the_model():
@@ -195,6 +199,6 @@ def test_cascade_tells_a_model_independent_map_from_one_that_explains_the_model(
 
     groups = Q.layer_groups(Q.cascade_layers(model))
     steps, rho = Q.randomization_cascade(model, explain, groups, seed=0)
-    assert steps == ["head", "features"]
+    assert steps == ["head.2", "features.4", "features.3", "features.1", "features.0"]
     assert np.allclose(rho["edges"], 1.0)
     assert np.nanmean(rho["saliency"][-1]) < 0.5

@@ -20,13 +20,8 @@ SCORE_KEYS = ("deletion_auc", "insertion_auc", "deletion_curve", "insertion_curv
               "pointing_game", "energy_in_box", "box_area_share", "face_share_real", "face_share_fake")
 
 
-def _flat_each(maps: np.ndarray) -> np.ndarray:
-    """Per map: whether it ranks no pixel above another (constant, e.g. all zero after a ReLU)."""
-    return maps.reshape(len(maps), -1).std(axis=1) < 1e-6
-
-
 def _flat(maps: np.ndarray) -> bool:
-    return bool(np.all(_flat_each(maps)))
+    return bool(np.all(Q.flat_each(maps)))
 
 
 class _Images:
@@ -86,7 +81,7 @@ def _replacement_scores(out: dict, predict, runner, data: _Images, maps: dict, s
     sweep = replacement_aucs(predict, data.images, maps, data.targets, steps,
                              sweep_baselines(runner, data.crops, replacements, seed), batch_size)
     for m, curves in sweep.items():
-        ok = ~_flat_each(maps[m])
+        ok = ~Q.flat_each(maps[m])
         out[m]["replacements"] = {k: Q.mean_ci(np.asarray(v)[ok]) for k, v in curves.items()}
 
 
@@ -100,7 +95,7 @@ def _sanity(entry: dict, maps: np.ndarray, random_maps: np.ndarray | None) -> No
     else:
         # a flat map of the randomized model has no rank order to correlate: such images are
         # left out (and counted) rather than scored as "uncorrelated", which would favour passing
-        both = ~_flat_each(random_maps)
+        both = ~Q.flat_each(random_maps)
         entry["sanity_flat_random"] = int((~both).sum())
         rho = Q.spearman(maps[both], random_maps[both])
         entry["sanity_spearman"] = Q.mean_ci(rho)
@@ -163,7 +158,7 @@ def assess_cell(*, runner, layer: torch.nn.Module, cell: dict, boxes: list, sett
         maps = cell["maps"][m][:n].astype(np.float32)
         # Flat maps of single images (a CAM that a ReLU zeroed everywhere) are left out of this
         # method's scores, and counted: they would be scored by deleting pixels in raster order.
-        ok = ~_flat_each(maps)
+        ok = ~Q.flat_each(maps)
         entry = _faithfulness_and_localization(predict, data, maps, ok, ends, steps=steps, keep=keep,
                                                road_percentiles=road_percentiles, batch_size=batch_size)
         entry["flat_maps"] = False
@@ -235,14 +230,16 @@ def sweep_baselines(runner, crops: np.ndarray, replacements, seed: int = 0) -> d
 
 def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxes: list, methods: list[str],
                       steps: int, batch_size: int = 64, seed: int = 0, twins: np.ndarray | None = None,
-                      replacements=()) -> dict:
+                      replacements=(), image_ids: list[str] | None = None) -> dict:
     """Every method's maps of controlled fakes (each differs from its real twin only inside its box,
     so the box is what the model can use) scored per image for the fake class, beside the two
     reference maps every score must order correctly: ``oracle`` (the box) and ``random`` (noise).
     ``twins``: each fake's real twin (uint8 crops), the counterfactual baseline of the ``twin_*``
     deletion and insertion (pixels replaced by the twin's: no artefact of their own).
     ``replacements``: more removal curves, one pair per replacement (quality.REPLACEMENTS).
-    Returns {"n": images, "methods": {name: {score: [per-image values]}}}."""
+    A method whose maps are all flat is left out (listed in ``flat_methods``); an image whose map is
+    flat scores NaN for that method (no pixel order to remove or point at).
+    Returns {"n": images, "image_ids": [...], "methods": {name: {score: [per-image values]}}}."""
     model = runner.model
 
     @torch.no_grad()
@@ -256,21 +253,27 @@ def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxe
     maps = {m: v.astype(np.float32) for m, v in explain_cell(
         model=model, target_layer=layer, images=images, methods=methods, targets=targets,
         batch_size=batch_size, progress=False)["maps"].items()}
+    flat_methods = sorted(m for m, v in maps.items() if _flat(v))
+    maps = {m: v for m, v in maps.items() if m not in flat_methods}
     maps["oracle"] = Q.oracle_maps(masks)
     maps["random"] = Q.random_maps(len(crops), h, w, seed)
     baselines: dict = {None: None, **sweep_baselines(runner, crops, replacements, seed)}
     if twins is not None:
         baselines[COUNTERFACTUAL] = runner.inputs(torch.from_numpy(twins))
     curves = replacement_aucs(predict, images, maps, targets, steps, baselines, batch_size)
-    out = {m: {"pointing_game": Q.pointing_game(mm, masks).tolist(),
-               "energy_in_box": Q.energy_inside(mm, masks).tolist(), **curves[m]} for m, mm in maps.items()}
+    out = {}
+    for m, mm in maps.items():
+        flat = Q.flat_each(mm)
+        scores = {"pointing_game": Q.pointing_game(mm, masks), "energy_in_box": Q.energy_inside(mm, masks),
+                  **{k: np.asarray(v) for k, v in curves[m].items()}}
+        out[m] = {k: np.where(flat, np.nan, v).tolist() for k, v in scores.items()}
     p_fake = Q.curve_ends(predict, images, targets, "deletion", batch_size)[0]
     p_twin = (Q.curve_ends(predict, images, targets, "deletion", batch_size, baselines[COUNTERFACTUAL])[1]
               if twins is not None else None)
-    return {"n": len(crops), "p_fake": [float(v) for v in p_fake],
-            "p_fake_twin": None if p_twin is None else [float(v) for v in p_twin],
+    return {"n": len(crops), "image_ids": [str(i) for i in (image_ids or range(len(crops)))],
+            "p_fake": [float(v) for v in p_fake], "p_fake_twin": None if p_twin is None else [float(v) for v in p_twin],
             "box_area_share": float(masks.mean()), "replacements": [COUNTERFACTUAL] * (twins is not None)
-            + list(replacements), "methods": out}
+            + list(replacements), "flat_methods": flat_methods, "methods": out}
 
 
 def assess_cascade(*, runner, layer: torch.nn.Module, cell: dict, n_images: int, batch_size: int = 64,
@@ -321,7 +324,7 @@ def assess_drift(*, runner, layer: torch.nn.Module, originals: np.ndarray, windo
         for m, maps in before.items():
             a = Q.align_maps(maps[index], [windows[i] for i in index], common, size)
             b = Q.align_maps(after[m], copy_windows, common, size)
-            flat = _flat_each(a) | _flat_each(b)
+            flat = Q.flat_each(a) | Q.flat_each(b)
             out["methods"][m][platform] = {
                 "spearman": Q.mean_ci(np.where(flat, np.nan, Q.spearman(a, b))),
                 f"top{round(100 * fraction)}_overlap": Q.mean_ci(np.where(flat, np.nan, Q.top_overlap(a, b, fraction)))}

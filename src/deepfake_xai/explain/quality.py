@@ -30,19 +30,26 @@ Predict = Callable[[torch.Tensor], torch.Tensor]  # normalized images (B, 3, H, 
 
 # ---------------------------------------------------------------- geometry
 
+def _input_offsets(width: int, height: int, resize: int | None, center_crop: int,
+                   image_size: int) -> tuple[int, int, int, int]:
+    """(width, height) of the cached image after its resize, and the (x, y) offset in it of the
+    model's input: the cache's center crop, then the evaluation center crop (data.cache, runtime)."""
+    from ..data.cache import resized_size
+
+    w, h = resized_size(width, height, resize, center_crop)
+    inner = (center_crop - image_size) // 2
+    return w, h, (w - center_crop) // 2 + inner, (h - center_crop) // 2 + inner
+
+
 def box_in_crop(box: Sequence[float], width: int, height: int, resize: int | None, center_crop: int,
                 image_size: int) -> tuple[float, float, float, float] | None:
     """A normalized (x0, y0, x1, y1) box of the original image in pixel coordinates of the model's
     input: the cache's resize and center crop (the cache's own geometry, including its upscaling of
     images smaller than the crop), then the evaluation center crop.
     None when the box is empty or falls outside the crop."""
-    from ..data.cache import resized_size
-
     if any(not np.isfinite(v) for v in box):
         return None
-    w, h = resized_size(width, height, resize, center_crop)
-    off_x = (w - center_crop) // 2 + (center_crop - image_size) // 2
-    off_y = (h - center_crop) // 2 + (center_crop - image_size) // 2
+    w, h, off_x, off_y = _input_offsets(width, height, resize, center_crop, image_size)
     x0, y0 = box[0] * w - off_x, box[1] * h - off_y
     x1, y1 = box[2] * w - off_x, box[3] * h - off_y
     x0, y0, x1, y1 = max(0.0, x0), max(0.0, y0), min(float(image_size), x1), min(float(image_size), y1)
@@ -56,11 +63,7 @@ def input_window(width: int, height: int, resize: int | None, center_crop: int,
     """The part of an image the model sees, as a normalized (x0, y0, x1, y1) box of the whole image:
     the cache's resize and center crop, then the evaluation center crop (box_in_crop's geometry,
     the other way round). A shared copy resized by its platform covers another box of the same scene."""
-    from ..data.cache import resized_size
-
-    w, h = resized_size(width, height, resize, center_crop)
-    off_x = (w - center_crop) // 2 + (center_crop - image_size) // 2
-    off_y = (h - center_crop) // 2 + (center_crop - image_size) // 2
+    w, h, off_x, off_y = _input_offsets(width, height, resize, center_crop, image_size)
     return off_x / w, off_y / h, (off_x + image_size) / w, (off_y + image_size) / h
 
 
@@ -88,14 +91,25 @@ def intersect(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, flo
     return max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
 
 
+def top_set(maps: np.ndarray, k: int) -> np.ndarray:
+    """Each map's top ``k`` pixels (N, pixels) as a boolean mask; where pixels tie at the k-th value
+    (the zeros of a ReLU-clipped map), the tied ones are left out rather than picked in raster order,
+    so the set may hold fewer than ``k``: only the pixels the map ranks above the others."""
+    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    kth = -np.partition(-flat, k - 1, axis=1)[:, k - 1 : k]
+    at_least = flat >= kth
+    return np.where(at_least.sum(axis=1, keepdims=True) == k, at_least, flat > kth)
+
+
 def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float = 0.1) -> np.ndarray:
     """Share of the top ``fraction`` pixels of each map in ``a`` that are also in the top ``fraction``
-    of its pair in ``b`` (1: the same most salient region; ``fraction``: chance)."""
-    fa, fb = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    k = max(1, int(math.ceil(fraction * fa.shape[1])))
-    top_a = np.argsort(-fa, axis=1, kind="stable")[:, :k]
-    top_b = np.argsort(-fb, axis=1, kind="stable")[:, :k]
-    return np.array([len(np.intersect1d(x, y)) / k for x, y in zip(top_a, top_b)])
+    of its pair in ``b``: |A & B| / max(|A|, |B|) (1: the same most salient region; about
+    ``fraction``: unrelated maps; ties at the cut left out, :func:`top_set`). NaN where neither map
+    ranks any pixel above the rest."""
+    k = max(1, int(math.ceil(fraction * a[0].size)))
+    ta, tb = top_set(a, k), top_set(b, k)
+    size = np.maximum(ta.sum(axis=1), tb.sum(axis=1))
+    return np.where(size > 0, (ta & tb).sum(axis=1) / np.maximum(size, 1), np.nan)
 
 
 def box_mask(box: Sequence[float], h: int, w: int) -> np.ndarray:
@@ -322,6 +336,14 @@ def randomized_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return twin.eval()
 
 
+FLAT_STD = 1e-6  # a map whose values spread less than this ranks no pixel above another
+
+
+def flat_each(maps: np.ndarray) -> np.ndarray:
+    """Per map: whether it is flat (constant, e.g. all zero after a ReLU): no pixel order to score."""
+    return maps.reshape(len(maps), -1).std(axis=1) < FLAT_STD
+
+
 def cascade_layers(model: torch.nn.Module) -> list[str]:
     """The layers Adebayo et al.'s cascading randomization re-initializes, output end first: every
     module with ``reset_parameters``, in reverse registration order (Quantus's MPRT "top_down" order)."""
@@ -329,13 +351,14 @@ def cascade_layers(model: torch.nn.Module) -> list[str]:
 
 
 def layer_groups(names: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """The cascade's steps for ``names`` in cascade order: the layers of one numbered block together
-    (``blocks.3``, ``layer4.1`` -> ``layer4.1``, ``features.12``), everything before the first block
-    as one ``head`` step (classifier, final norm and conv) and everything after the last as ``stem``;
-    a model without numbered blocks gets a step per top-level module."""
+    """The cascade's steps for ``names`` in cascade order: the layers of one numbered child of a
+    container together (``blocks.3`` of an EfficientNet: a stage; ``layer4.1``: a ResNet block;
+    ``features.12``: one VGG layer), everything before the first such block as one ``head`` step
+    (classifier, final norm and conv) and everything after the last as ``stem``; a model without
+    numbered children gets a step per top-level module."""
     def block(name: str) -> str | None:
         parts = name.split(".")
-        return ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else None
+        return ".".join(parts[:2]) if len(parts) >= 2 and parts[1].isdigit() else None
 
     blocks = [i for i, n in enumerate(names) if block(n)]
     groups: list[tuple[str, list[str]]] = []
@@ -377,7 +400,7 @@ def randomization_cascade(model: torch.nn.Module, explain: Callable[[torch.nn.Mo
             modules[name].reset_parameters()
         maps = explain(twin)
         for m, ref in original.items():
-            flat = (ref.reshape(len(ref), -1).std(1) < 1e-12) | (maps[m].reshape(len(ref), -1).std(1) < 1e-12)
+            flat = flat_each(ref) | flat_each(maps[m])
             rho[m].append(np.where(flat, np.nan, spearman(ref, maps[m])))
     return [name for name, _ in steps], {m: np.stack(v) for m, v in rho.items()}
 
@@ -441,20 +464,34 @@ def rescale(images: np.ndarray, factor: float) -> np.ndarray:
     return out
 
 
-def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float] | None:
-    """Percentile 95% interval of the mean over resampled items (None for fewer than two values)."""
+def bootstrap_ci(values: np.ndarray, n_boot: int = 1000, seed: int = 0,
+                 groups: np.ndarray | None = None) -> tuple[float, float] | None:
+    """Percentile 95% interval of the mean over resampled items (None for fewer than two values).
+    ``groups``: resample whole groups (e.g. one controlled image scored by two models: its values
+    move together), so correlated values are not counted as independent evidence."""
     values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
+    keep = np.isfinite(values)
+    values = values[keep]
     if len(values) < 2:
         return None
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    if groups is None:
+        means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    else:
+        member = np.unique(np.asarray(groups)[keep], return_inverse=True)[1]
+        k = int(member.max()) + 1
+        if k < 2:
+            return None
+        sums, counts = np.bincount(member, weights=values, minlength=k), np.bincount(member, minlength=k)
+        drawn = np.stack([np.bincount(rng.integers(0, k, size=k), minlength=k) for _ in range(n_boot)])
+        means = (drawn @ sums) / np.maximum(drawn @ counts, 1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
-def mean_ci(values) -> dict:
+def mean_ci(values, groups=None) -> dict:
+    """Mean, n and bootstrap 95% interval of the finite values (``groups``: see :func:`bootstrap_ci`)."""
     values = np.asarray(values, dtype=float)
+    ci = bootstrap_ci(values, groups=groups)
     values = values[np.isfinite(values)]
-    ci = bootstrap_ci(values)
     return {"mean": float(values.mean()) if len(values) else math.nan, "n": int(len(values)),
             "ci95": list(ci) if ci else None}

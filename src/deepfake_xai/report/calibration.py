@@ -68,6 +68,8 @@ def calibration_rows(metrics: Mapping[tuple[str, str, str], dict], prediction_fi
             before = preds.get((model, train_set, PRESOCIAL))
             if test_set not in (PRESOCIAL, COMBINED) and before is not None:
                 row["mcnemar"] = _paired(before, p, fixed)
+                if row["validation_threshold"] is not None:
+                    row["mcnemar_chosen"] = _paired(before, p, row["validation_threshold"])
         rows.append(row)
     return rows
 
@@ -78,8 +80,13 @@ def _paired(before: dict, after: dict, threshold: float) -> dict | None:
         return None
     right = {}
     for name, p in (("before", before), ("after", after)):
+        sources = p["source_id"].tolist()
+        if len(set(sources)) < len(sources):
+            raise ReportInputError(f"McNemar pairs each source image's copies before and after sharing, but the "
+                                   f"{name} part has {len(sources) - len(set(sources))} repeated source_id(s) "
+                                   "(a part holds one copy per source): check the manifest's source_id column")
         ok = (p["prob"] >= threshold).astype(int) == p["label"]
-        right[name] = dict(zip(p["source_id"].tolist(), ok.tolist()))
+        right[name] = dict(zip(sources, ok.tolist()))
     common = sorted(set(right["before"]) & set(right["after"]))
     if not common:
         return None
@@ -98,9 +105,10 @@ def calibration_markdown(rows: list[dict]) -> str:
              "balanced accuracy on the model's pre-social validation images, carried unchanged to every test part. "
              "Rates in percent: accuracy, fakes caught (fake recall), reals passed (real recall). "
              "McNemar: exact test on the same source images before (pre-social) and after sharing, at the fixed "
-             "threshold; right->wrong and wrong->right count the images whose verdict changed.", "",
+             "threshold (and its p at the chosen one); right->wrong and wrong->right count the images whose verdict "
+             "changed.", "",
              "| model | train set | test set | n | ECE [95% CI] | threshold fixed / chosen | accuracy | fake recall | "
-             "real recall | McNemar right->wrong / wrong->right (n) | p |",
+             "real recall | McNemar right->wrong / wrong->right (n) | p fixed / chosen |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ci = r.get("ece_ci95")
@@ -111,7 +119,8 @@ def calibration_markdown(rows: list[dict]) -> str:
         rates = [f"{_pct(f.get(k))} / {_pct(c.get(k))}" for k in ("accuracy", "fake_recall", "real_recall")]
         mc = r.get("mcnemar")
         mc_txt = f"{mc['right_then_wrong']} / {mc['wrong_then_right']} ({mc['n']})" if mc else "-"
-        p_txt = f"{mc['p_value']:.3g}" if mc else "-"
+        mcc = r.get("mcnemar_chosen")
+        p_txt = (f"{mc['p_value']:.3g} / " + (f"{mcc['p_value']:.3g}" if mcc else "-")) if mc else "-"
         lines.append(f"| {display(r['model'])} | {display(r['train_set'])} | {display(r['test_set'])} | {r['n']} | "
                      f"{ece} | {thr} | " + " | ".join(rates) + f" | {mc_txt} | {p_txt} |")
     lines += ["", "Rates are shown as fixed / chosen threshold.", ""]
@@ -121,7 +130,7 @@ def calibration_markdown(rows: list[dict]) -> str:
 CSV_HEAD = ["model", "train_set", "test_set", "n", "ece", "ece_ci_low", "ece_ci_high", "threshold",
             "validation_threshold", "n_validation", "accuracy", "fake_recall", "real_recall", "accuracy_chosen",
             "fake_recall_chosen", "real_recall_chosen", "mcnemar_n", "right_then_wrong", "wrong_then_right",
-            "mcnemar_p"]
+            "mcnemar_p", "right_then_wrong_chosen", "wrong_then_right_chosen", "mcnemar_p_chosen"]
 
 
 def calibration_csv(rows: list[dict]) -> str:
@@ -134,13 +143,14 @@ def calibration_csv(rows: list[dict]) -> str:
                                                                               else v)
     for r in rows:
         ci = r.get("ece_ci95") or [None, None]
-        f, c, mc = r.get("fixed") or {}, r.get("chosen") or {}, r.get("mcnemar") or {}
+        f, c, mc, mcc = r.get("fixed") or {}, r.get("chosen") or {}, r.get("mcnemar") or {}, r.get("mcnemar_chosen") or {}
         w.writerow([r["model"], r["train_set"], r["test_set"], num(r["n"]), num(r["ece"]), num(ci[0]), num(ci[1]),
                     num(r["threshold"]), num(r["validation_threshold"]), num(r.get("n_validation")),
                     *(num(f.get(k)) for k in ("accuracy", "fake_recall", "real_recall")),
                     *(num(c.get(k)) for k in ("accuracy", "fake_recall", "real_recall")),
                     num(mc.get("n")), num(mc.get("right_then_wrong")), num(mc.get("wrong_then_right")),
-                    num(mc.get("p_value"))])
+                    num(mc.get("p_value")), num(mcc.get("right_then_wrong")), num(mcc.get("wrong_then_right")),
+                    num(mcc.get("p_value"))])
     return buf.getvalue()
 
 
@@ -163,7 +173,9 @@ def reliability_figure(metrics: Mapping[tuple[str, str, str], dict], path: str |
             if bins:
                 ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o", ms=3,
                         label=f"{display(part)} {cal['ece']:.2f}")
-        ax.set_xlim(0.5, 1.0)
+        low = min([0.5, *(b["low"] for (m, tr, _), v in metrics.items() if (m, tr) == (model, train_set)
+                           for b in (v.get("calibration") or {}).get("reliability") or [])])
+        ax.set_xlim(low, 1.0)
         ax.set_ylim(0.0, 1.02)
         ax.set_title(f"{display(model)} ({display(train_set)})", fontsize=8)
         ax.tick_params(labelsize=7)

@@ -119,15 +119,24 @@ def controlled_keys(parts: list[dict]) -> list[str]:
 
 def controlled_rows(cells: list[dict]) -> list[dict]:
     """One row per method (the oracle and random maps included) over every cell's controlled fakes:
-    each score's mean with a bootstrap 95% interval over the pooled images."""
+    each score's mean with a bootstrap 95% interval. Each value is keyed by (cell, image): the
+    same controlled image scored by two models is one image, resampled as one (its values move
+    together), and two methods are compared on the (cell, image) pairs both scored."""
     parts = [c["controlled"] for c in cells if c.get("controlled")]
     methods = sorted({m for p in parts for m in p["methods"]})
     rows = []
     for m in methods:
         row = {"method": m}
         for key in controlled_keys(parts):
-            values = [v for p in parts if m in p["methods"] for v in p["methods"][m].get(key, []) if v is not None]
-            row[key] = {**Q.mean_ci(values), "values": values} if values else None
+            pairs = [((i, str(image)), v) for i, p in enumerate(parts) if m in p["methods"]
+                     for image, v in zip(p.get("image_ids") or range(p["n"]), p["methods"][m].get(key, []))
+                     if v is not None and np.isfinite(v)]
+            if pairs:
+                keys, values = zip(*pairs)
+                row[key] = {**Q.mean_ci(values, groups=[k[1] for k in keys]), "values": list(values),
+                            "keys": list(keys), "images": len({k[1] for k in keys})}
+            else:
+                row[key] = None
         rows.append(row)
     return rows
 
@@ -137,9 +146,10 @@ def _row_keys(rows: list[dict]) -> list[str]:
 
 
 def controlled_check(rows: list[dict]) -> dict[str, dict]:
-    """Per score: whether it ranks the known answers correctly on the controlled fakes, the oracle
-    map first and the random map last of every method, their intervals apart. A score that fails
-    is not used to rank methods."""
+    """Per score: whether it ranks the known answers correctly on the controlled fakes: no method
+    above the oracle, and the oracle ahead of the random map image by image (the paired interval above
+    zero). Methods below the random map are named (worse than noise: a finding about them, not about
+    the score). A score that fails is not used to rank methods."""
     by = {r["method"]: r for r in rows}
     out = {}
     for key in _row_keys(rows) or list(CONTROLLED_SCORES):
@@ -151,8 +161,8 @@ def controlled_check(rows: list[dict]) -> dict[str, dict]:
         order = [r["method"] for r in scored]
         o, r = by["oracle"][key], by["random"][key]
         # paired over the same images: the oracle's advantage over the random map, image by image
-        gap = Q.mean_ci(sign * (np.asarray(o["values"], float) - np.asarray(r["values"], float)))
-        apart = bool(gap["ci95"] and gap["ci95"][0] > 0)
+        gap = _paired(o, r, sign)
+        apart = bool(gap and gap["separated"])
         # The known answers must come out in order: nothing above the oracle (ties allowed: a method
         # may localize perfectly too) and the random map below it, intervals apart. A method below
         # the random map is a finding about that method (worse than noise), not about the score.
@@ -182,15 +192,26 @@ def _interval(v: dict) -> str:
     return f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]" if v.get("ci95") else "n/a"
 
 
+POWER_Z = 1.96 + 0.84  # a two-sided 5% test with 80% power
+
+
 def _paired(a: dict, b: dict, sign: int) -> dict | None:
-    """sign * (a - b) image by image, with its bootstrap interval and the images a 95% interval of that
-    width would need to exclude zero at this mean ((1.96 sd / mean)^2, the normal approximation)."""
-    if len(a["values"]) != len(b["values"]):
+    """sign * (a - b) on the (cell, image) pairs both scored, with a bootstrap interval that resamples
+    images, and the distinct images a paired comparison would need to exclude zero with 80% power at
+    this mean: ((1.96 + 0.84) sd / mean)^2, sd over images of their mean difference. None when the
+    two share no scored image."""
+    vb = dict(zip(b.get("keys", []), b["values"]))
+    common = [(k, v) for k, v in zip(a.get("keys", []), a["values"]) if k in vb]
+    if not common:
         return None
-    d = sign * (np.asarray(a["values"], float) - np.asarray(b["values"], float))
-    gap = Q.mean_ci(d)
-    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
-    gap["images_needed"] = int(math.ceil((1.96 * sd / abs(gap["mean"])) ** 2)) if gap["mean"] and sd > 1e-9 else None
+    images = [k[1] for k, _ in common]
+    d = sign * np.array([v - vb[k] for k, v in common], dtype=float)
+    gap = Q.mean_ci(d, groups=images)
+    per_image = np.array([d[[i for i, im in enumerate(images) if im == u]].mean() for u in dict.fromkeys(images)])
+    sd = float(per_image.std(ddof=1)) if len(per_image) > 1 else 0.0
+    gap["images"] = len(per_image)
+    gap["images_needed"] = (int(math.ceil((POWER_Z * sd / abs(gap["mean"])) ** 2)) if gap["mean"] and sd > 1e-9
+                            else None)
     gap["separated"] = bool(gap["ci95"] and gap["ci95"][0] > 0)
     return gap
 
@@ -216,11 +237,14 @@ def separation_markdown(rows: list[dict], check: dict, n_images: int) -> list[st
     passed = [k for k, c in check.items() if c["passed"]]
     if not passed:
         return []
+    distinct = max((r[k]["images"] for r in rows for k in passed if r.get(k)), default=0)
     lines = ["## Ranking on the controlled fakes (scores that passed)", "",
-             f"{n_images} controlled fakes pooled over the explained cells. Each method's mean [95% interval]; its "
-             "paired advantage (the same images) over the next method and over the random map, each `yes` where the "
-             "95% interval excludes zero; and the images a paired interval would need to exclude zero at the "
-             "advantage over random seen here, (1.96 sd / mean)^2. figure: ranking.png.", ""]
+             f"{n_images} explanations of {distinct} distinct controlled fakes (each explained cell's model scores the "
+             "fakes of its test set; an image scored by two models is resampled as one). Each method's mean [95% "
+             "interval]; its paired advantage (the same images) over the next method and over the random map, each "
+             "`yes` where the 95% interval excludes zero; and the distinct images a paired comparison would need to "
+             "tell the method from random with 80% power at the advantage seen here, ((1.96 + 0.84) sd / mean)^2. "
+             "figure: ranking.png.", ""]
     for key in passed:
         sep = separation(rows, key)
         told = sum(bool(e["separated"]) for e in sep)
@@ -228,7 +252,7 @@ def separation_markdown(rows: list[dict], check: dict, n_images: int) -> list[st
         n_methods = sum(e["method"] not in REFERENCES for e in sep)
         lines += [f"**{key.replace('_', ' ')}** ({'lower' if score_direction(key) < 0 else 'higher'} is better; "
                   f"{told} of {len(sep) - 1} neighbours separated; {above} of {n_methods} methods above chance)", "",
-                  "| rank | method | score | over the next | separated | over random | above chance | images needed |",
+                  "| rank | method | score | over the next | separated | over random | above chance | images for 80% power |",
                   "|---|---|---|---|---|---|---|---|"]
         for i, e in enumerate(sep, 1):
             gap, vr = e["gap"], e["vs_random"]
@@ -756,7 +780,7 @@ def drift_figure(rows: list[dict], path: str | Path) -> Path:
         width = 0.8 / max(1, len(plats))
         for j, p in enumerate(plats):
             got = {r["method"]: r["spearman"] for r in sub if r["platform"] == p}
-            mean = [(got.get(m) or {}).get("mean") or np.nan for m in methods]
+            mean = [np.nan if (got.get(m) or {}).get("mean") is None else got[m]["mean"] for m in methods]
             ci = [(got.get(m) or {}).get("ci95") for m in methods]
             err = np.array([[mu - c[0], c[1] - mu] if c else [0, 0] for mu, c in zip(mean, ci)]).T
             ax.bar(np.arange(len(methods)) + j * width, mean, width, yerr=err, capsize=2, label=display(p))

@@ -89,7 +89,7 @@ def _controlled(args, runner, layer, cell: dict, manifest, preds, cache, setting
         twins = crop_batch(torch.from_numpy(cache.read(cache.rows_for(twin_of))), size).numpy()
     return assess_controlled(runner=runner, layer=layer, crops=crops, boxes=[boxes[i] for i in keep],
                              methods=sorted(cell["maps"]), steps=args.steps, batch_size=args.batch_size,
-                             seed=args.seed, twins=twins, replacements=args.replacements)
+                             seed=args.seed, twins=twins, replacements=args.replacements, image_ids=[str(i) for i in ids])
 
 
 def _drift(args, runner, layer, cell: dict, manifest, cache, settings: dict, size: int) -> dict | None:
@@ -120,6 +120,11 @@ def _drift(args, runner, layer, cell: dict, manifest, cache, settings: dict, siz
 
     originals, windows = crops_and_windows(ids)
     position = {s: i for i, s in enumerate(manifest.loc[ids, "source_id"])}
+    repeated = shared[shared["source_id"].isin(set(position))].groupby(["platform", "source_id"]).size()
+    if (repeated > 1).any():
+        raise SystemExit(f"error: {args.manifest}: {int((repeated > 1).sum())} source image(s) have more than one "
+                         f"test copy on one platform (e.g. {repeated[repeated > 1].index[0]}); a platform part holds "
+                         "one copy per source_id: check the manifest's source_id column")
     copies = {}
     for platform, group in shared[shared["source_id"].isin(set(position))].groupby("platform", sort=True):
         crops, copy_windows = crops_and_windows(list(group.index))
