@@ -7,7 +7,7 @@ CORES ?= 2
 SNAKEMAKE_ARGS ?=
 DATASET ?= synthetic
 
-.PHONY: install demo test dry-run lint clean
+.PHONY: install demo test test-fast dry-run lint clean
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -21,9 +21,13 @@ demo: install
 	$(BIN)/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 	$(BIN)/snakemake --report reports/$(DATASET)/report.html $(SNAKEMAKE_ARGS)
 
-## make test: the test suite (unit, reference and real Snakemake runs)
+## make test: the test suite (unit, reference and real Snakemake, DVC and SLURM runs)
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## make test-fast: the edit loop; everything but the end-to-end runs (tests marked `workflow`)
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not workflow" $(PYTEST_ARGS)
 
 dry-run: install
 	$(BIN)/snakemake -n --quiet rules

@@ -230,7 +230,7 @@ def sweep_baselines(runner, crops: np.ndarray, replacements, seed: int = 0) -> d
 
 def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxes: list, methods: list[str],
                       steps: int, batch_size: int = 64, seed: int = 0, twins: np.ndarray | None = None,
-                      replacements=(), image_ids: list[str] | None = None) -> dict:
+                      replacements=(), image_ids: list[str] | None = None, threshold: float = 0.5) -> dict:
     """Every method's maps of controlled fakes (each differs from its real twin only inside its box,
     so the box is what the model can use) scored per image for the fake class, beside the two
     reference maps every score must order correctly: ``oracle`` (the box) and ``random`` (noise).
@@ -238,7 +238,9 @@ def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxe
     deletion and insertion (pixels replaced by the twin's: no artefact of their own).
     ``replacements``: more removal curves, one pair per replacement (quality.REPLACEMENTS).
     A method whose maps are all flat is left out (listed in ``flat_methods``); an image whose map is
-    flat scores NaN for that method (no pixel order to remove or point at).
+    flat scores NaN for that method (no pixel order to remove or point at). ``decided``: per pair,
+    whether the region decides the model's verdict (the fake called fake at ``threshold``, its twin
+    real): only there must the model have used the region, so only there are the answers known.
     Returns {"n": images, "image_ids": [...], "methods": {name: {score: [per-image values]}}}."""
     model = runner.model
 
@@ -270,7 +272,9 @@ def assess_controlled(*, runner, layer: torch.nn.Module, crops: np.ndarray, boxe
     p_fake = Q.curve_ends(predict, images, targets, "deletion", batch_size)[0]
     p_twin = (Q.curve_ends(predict, images, targets, "deletion", batch_size, baselines[COUNTERFACTUAL])[1]
               if twins is not None else None)
+    decided = (p_fake >= threshold) & (p_twin < threshold) if p_twin is not None else np.ones(len(crops), bool)
     return {"n": len(crops), "image_ids": [str(i) for i in (image_ids or range(len(crops)))],
+            "threshold": threshold, "decided": decided.tolist(),
             "p_fake": [float(v) for v in p_fake], "p_fake_twin": None if p_twin is None else [float(v) for v in p_twin],
             "box_area_share": float(masks.mean()), "replacements": [COUNTERFACTUAL] * (twins is not None)
             + list(replacements), "flat_methods": flat_methods, "methods": out}

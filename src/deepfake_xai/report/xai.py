@@ -118,8 +118,10 @@ def controlled_keys(parts: list[dict]) -> list[str]:
 
 
 def controlled_rows(cells: list[dict]) -> list[dict]:
-    """One row per method (the oracle and random maps included) over every cell's controlled fakes:
-    each score's mean with a bootstrap 95% interval. Each value is keyed by (cell, image): the
+    """One row per method (the oracle and random maps included) over every cell's controlled fakes
+    whose verdict the region decides (``decided``: the fake called fake, its twin real; where a
+    model calls both fake, or neither, the region is not what it used): each score's mean with a
+    bootstrap 95% interval. Each value is keyed by (cell, image): the
     same controlled image scored by two models is one image, resampled as one (its values move
     together), and two methods are compared on the (cell, image) pairs both scored."""
     parts = [c["controlled"] for c in cells if c.get("controlled")]
@@ -129,8 +131,9 @@ def controlled_rows(cells: list[dict]) -> list[dict]:
         row = {"method": m}
         for key in controlled_keys(parts):
             pairs = [((i, str(image)), v) for i, p in enumerate(parts) if m in p["methods"]
-                     for image, v in zip(p.get("image_ids") or range(p["n"]), p["methods"][m].get(key, []))
-                     if v is not None and np.isfinite(v)]
+                     for image, v, decided in zip(p.get("image_ids") or range(p["n"]), p["methods"][m].get(key, []),
+                                                  p.get("decided") or [True] * p["n"])
+                     if decided and v is not None and np.isfinite(v)]
             if pairs:
                 keys, values = zip(*pairs)
                 row[key] = {**Q.mean_ci(values, groups=[k[1] for k in keys]), "values": list(values),
@@ -239,8 +242,9 @@ def separation_markdown(rows: list[dict], check: dict, n_images: int) -> list[st
         return []
     distinct = max((r[k]["images"] for r in rows for k in passed if r.get(k)), default=0)
     lines = ["## Ranking on the controlled fakes (scores that passed)", "",
-             f"{n_images} explanations of {distinct} distinct controlled fakes (each explained cell's model scores the "
-             "fakes of its test set; an image scored by two models is resampled as one). Each method's mean [95% "
+             f"{n_images} explanations of {distinct} distinct controlled fakes decided by their region (each explained "
+             "cell's model scores the fakes of its test set it calls fake and whose twin it calls real; an image "
+             "scored by two models is resampled as one). Each method's mean [95% "
              "interval]; its paired advantage (the same images) over the next method and over the random map, each "
              "`yes` where the 95% interval excludes zero; and the distinct images a paired comparison would need to "
              "tell the method from random with 80% power at the advantage seen here, ((1.96 + 0.84) sd / mean)^2. "
@@ -373,12 +377,15 @@ def replacement_markdown(faith: dict[str, dict[str, float]], taus: list[dict], i
     return lines + [""]
 
 
-def controlled_markdown(rows: list[dict], check: dict, n_images: int) -> str:
+def controlled_markdown(rows: list[dict], check: dict, n_images: int, n_decided: int | None = None) -> str:
     keys = _row_keys(rows)
     main = [k for k in keys if k in CONTROLLED_SCORES or k.startswith(f"{COUNTERFACTUAL}_")]
+    n_decided = n_images if n_decided is None else n_decided
     lines = ["# The controlled check: scores on fakes whose evidence is known", "",
-             f"{n_images} controlled fakes (pooled over the explained cells): each equals a real twin pixel for pixel "
-             "except inside one square region, so a model that calls it fake used that region. `oracle` is the "
+             f"{n_images} controlled fakes explained (pooled over the explained cells), {n_decided} of them decided by "
+             "their region: each equals a real twin pixel for pixel except inside one square region, so a model "
+             "that calls the fake fake and its twin real used that region; only those pairs are scored (where a "
+             "model calls both fake, or neither, the region is not what it used). `oracle` is the "
              "region itself (lightly smoothed), `random` seeded noise. A score passes when no method scores above the "
              "oracle and the oracle beats the random map image by image (the paired difference's 95% bootstrap interval "
              "above zero); methods scoring below the "
@@ -828,11 +835,13 @@ def build_xai_report(*, xai_paths: list, maps_paths: list, manifest, cache, out_
     crows = controlled_rows(cells)
     check = controlled_check(crows)
     n_controlled = sum(c["controlled"]["n"] for c in cells if c.get("controlled"))
-    write_text(out / "controlled.md", controlled_markdown(crows, check, n_controlled))
+    n_decided = sum(sum(c["controlled"].get("decided") or [True] * c["controlled"]["n"]) for c in cells
+                    if c.get("controlled"))
+    write_text(out / "controlled.md", controlled_markdown(crows, check, n_controlled, n_decided))
     write_text(out / "controlled.csv", controlled_csv(crows, check))
     rows = ranking(cells, check)
     write_text(out / "ranking.md", ranking_markdown(rows, cells, check)
-               + "\n".join(separation_markdown(crows, check, n_controlled)))
+               + "\n".join(separation_markdown(crows, check, n_decided)))
     write_text(out / "ranking.csv", ranking_csv(rows))
     write_text(out / "replacements.csv", replacements_csv({"controlled": controlled_faithfulness(crows),
                                                            "explained": explained_faithfulness(cells)}))

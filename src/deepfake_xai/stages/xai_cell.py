@@ -89,7 +89,8 @@ def _controlled(args, runner, layer, cell: dict, manifest, preds, cache, setting
         twins = crop_batch(torch.from_numpy(cache.read(cache.rows_for(twin_of))), size).numpy()
     return assess_controlled(runner=runner, layer=layer, crops=crops, boxes=[boxes[i] for i in keep],
                              methods=sorted(cell["maps"]), steps=args.steps, batch_size=args.batch_size,
-                             seed=args.seed, twins=twins, replacements=args.replacements, image_ids=[str(i) for i in ids])
+                             seed=args.seed, twins=twins, replacements=args.replacements, image_ids=[str(i) for i in ids],
+                             threshold=args.threshold)
 
 
 def _drift(args, runner, layer, cell: dict, manifest, cache, settings: dict, size: int) -> dict | None:
