@@ -7,7 +7,7 @@ CORES ?= 2
 SNAKEMAKE_ARGS ?=
 DATASET ?= synthetic
 
-.PHONY: install demo test test-fast dry-run lint clean
+.PHONY: install demo test test-fast dry-run lint lock clean
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
@@ -36,6 +36,13 @@ dry-run: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks workflow
 	$(BIN)/snakemake --lint
+
+## make lock: constraints.txt again from pyproject.toml and requirements/lock.in (every package pinned;
+## pip-compile resolves through pip, so it sees the same indexes and wheels as `make install`)
+lock:
+	@test -x .venv-tools/bin/pip-compile || ($(PYTHON) -m venv .venv-tools && .venv-tools/bin/pip install --quiet pip-tools)
+	.venv-tools/bin/pip-compile --quiet --extra workflow --extra test --strip-extras --no-emit-index-url \
+	    --no-emit-find-links --constraint requirements/lock.in --output-file constraints.txt pyproject.toml
 
 clean:
 	rm -rf results resources .snakemake reports/*/

@@ -262,3 +262,16 @@ def test_methods_with_the_same_maps_share_their_curves(controlled):
                              4, base, 64)
     assert sum(calls) == n_two
     assert three["hirescam"] == three["gradcam"] == two["gradcam"] and three["saliency"] == two["saliency"]
+
+
+def test_only_pairs_the_region_decides_are_scored():
+    """A model that calls a controlled fake and its twin both fake (or neither) did not decide by the region:
+    those pairs are left out of every controlled score."""
+    rng = np.random.default_rng(5)
+    cells = _cells({"saliency": rng.uniform(0, 1, 40).tolist(), "random": rng.uniform(0, 1, 40).tolist()})
+    decided = [i % 4 != 0 for i in range(40)]
+    cells[0]["controlled"]["decided"] = decided
+    rows = {r["method"]: r for r in controlled_rows(cells)}
+    kept = [v for v, d in zip(cells[0]["controlled"]["methods"]["saliency"]["energy_in_box"], decided) if d]
+    assert rows["saliency"]["energy_in_box"]["n"] == 30
+    assert rows["saliency"]["energy_in_box"]["mean"] == pytest.approx(np.mean(kept))

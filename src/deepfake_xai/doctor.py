@@ -12,10 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-# What the project is developed and tested with (constraints.txt pins torch and torchvision).
-REQUIRED = {"torch": "2.3", "torchvision": "0.18", "timm": "1.0", "numpy": "1.24", "pandas": "2.0",
-            "pyarrow": "14", "pillow": "10", "safetensors": "0.4", "grad-cam": "1.5"}
-OPTIONAL = {"snakemake": "9", "dvc": "3.50", "snakemake-executor-plugin-slurm": "1.0"}
+OPTIONAL_EXTRA = "workflow"  # the workflow tools: warned about, not required (the library runs without them)
 MIN_FREE_GB = 10.0
 
 
@@ -29,12 +26,19 @@ class Check:
         return f"[{self.status:4}] {self.what}: {self.detail}"
 
 
-def _version_tuple(v: str) -> tuple:
+def declared_requirements() -> list:
+    """(requirement, optional) of every dependency the installed package declares (pyproject.toml's
+    floors, read from its metadata: one declaration), the workflow extra's as optional."""
+    from packaging.requirements import Requirement
+
     out = []
-    for part in v.split("+")[0].split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        out.append(int(digits) if digits else 0)
-    return tuple(out)
+    for text in md.requires("deepfake-xai") or []:
+        req = Requirement(text)
+        if req.marker is None:
+            out.append((req, False))
+        elif req.marker.evaluate({"extra": OPTIONAL_EXTRA}):
+            out.append((req, True))
+    return out
 
 
 def check_packages() -> list[Check]:
@@ -43,17 +47,17 @@ def check_packages() -> list[Check]:
     checks.append(Check("OK" if (major, minor) >= (3, 10) else "FAIL", "python",
                         f"{sys.version.split()[0]} ({sys.executable})"
                         + ("" if (major, minor) >= (3, 10) else "; needs 3.10 or newer (3.11 tested)")))
-    for name, minimum in {**REQUIRED, **OPTIONAL}.items():
-        optional = name in OPTIONAL
+    for req, optional in declared_requirements():
+        name = req.name
         try:
             version = md.version(name)
         except md.PackageNotFoundError:
             checks.append(Check("WARN" if optional else "FAIL", name,
                                 "not installed; run `make install` (pip install -e '.[workflow,test]')"))
             continue
-        ok = _version_tuple(version) >= _version_tuple(minimum)
+        ok = req.specifier.contains(version, prereleases=True)
         checks.append(Check("OK" if ok else ("WARN" if optional else "FAIL"), name,
-                            version + ("" if ok else f"; needs {minimum} or newer")))
+                            version + ("" if ok else f"; needs {req.specifier} (pyproject.toml)")))
     return checks
 
 
