@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .explain.catalog import SINGLE_IMAGE_METHODS
+from .explain.catalog import names as method_names
 from .names import platforms
 from .registry import ModelError
 from .stages import plumbing
@@ -29,7 +31,8 @@ USER_COMMANDS = {
                  Option("--resize", "resize the shorter side first (default: from train.json, else none; 0: none)",
                         type=int),
                  Option("--threshold", "P(fake) at or above which the image is called fake", type=float, default=0.5),
-                 Option("--method", "methods (explain/catalog.py lists them)", nargs="+"),
+                 Option("--method", f"explanation methods (default: {' '.join(SINGLE_IMAGE_METHODS)}); one or more of: "
+                        f"{', '.join(method_names())}", nargs="+", choices=method_names(), metavar="METHOD"),
                  Option("--target", "the class explained", choices=CHOICES, default="predicted"),
                  Option("--out", "the panel PNG", default="explanation.png"))),
     "share": ("apply a social platform's re-encoding to a folder of images",

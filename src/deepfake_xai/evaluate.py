@@ -27,13 +27,15 @@ def _columns(available) -> list[str]:
 
 def predict_parts(*, weights: str | Path, settings: dict, cache, manifest: pd.DataFrame,
                   parts: list[str], batch_size: int = 128, threads: int = 1,
-                  device: str | None = None, validation: bool = False) -> dict[str, pd.DataFrame]:
+                  device: str | None = None, validation: bool = False,
+                  show: bool = True) -> dict[str, pd.DataFrame]:
     """Probability of "fake" for every test image of each platform part (model loaded once); with
     ``validation``, also for the pre-social validation images, under the key ``VALIDATION`` (where the
     calibration report chooses a decision threshold: images no train set trained on, since splits
     are made by source image)."""
     import torch
 
+    from .progress import progress
     from .runtime import Batches, Runner, load_trained, pick_device
     from .sets import PRESOCIAL, select
 
@@ -47,7 +49,7 @@ def predict_parts(*, weights: str | Path, settings: dict, cache, manifest: pd.Da
         rows = select(manifest, part, split)
         batches = Batches(cache, cache.rows_for(rows["image_id"]), rows["label"].to_numpy(), batch_size,
                           prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
-        probs, _ = runner.predict(batches)
+        probs, _ = runner.predict(progress(batches, desc=f"predict {key}", unit="batch", disable=not show))
         preds = rows[["image_id", "label", "generator", "psi", "platform", SOURCE_COLUMN]].copy()
         preds["prob"] = probs
         out[key] = preds[PRED_COLUMNS + [SOURCE_COLUMN]]

@@ -78,15 +78,18 @@ def _lands_inside(root: str, path: Path) -> bool:
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def extract_into(archive: str | Path, target: str | Path) -> None:
-    """Extract one archive (tar, tar.gz/bz2/xz, zip) into ``target`` after checking every member."""
+def extract_into(archive: str | Path, target: str | Path, show: bool = True) -> None:
+    """Extract one archive (tar, tar.gz/bz2/xz, zip) into ``target`` after checking every member
+    (``show``: a progress bar over the members)."""
+    from ..progress import progress
+
     archive, target = Path(archive), Path(target)
     target.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             check_zip(archive, zf)
             root = os.path.realpath(target)
-            for info in zf.infolist():
+            for info in progress(zf.infolist(), desc=f"extract {archive.name}", unit="file", disable=not show):
                 # no links come from the zip itself; where each member lands is checked anyway
                 if not _lands_inside(root, target / info.filename):
                     raise UnsafeArchiveError(f"{archive}: member {info.filename!r} lands outside the target folder")
@@ -94,7 +97,8 @@ def extract_into(archive: str | Path, target: str | Path) -> None:
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
             check_tar(archive, tf)
-            tf.extractall(target, filter="data")
+            for member in progress(tf.getmembers(), desc=f"extract {archive.name}", unit="file", disable=not show):
+                tf.extract(member, target, filter="data")
     else:
         raise UnsafeArchiveError(f"{archive}: not a tar or zip archive")
 
@@ -126,7 +130,7 @@ def list_archives(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def extract_all(archives: list[str | Path], target: str | Path) -> Path:
+def extract_all(archives: list[str | Path], target: str | Path, show: bool = True) -> Path:
     """Extract every archive into ``target`` (replaced as a whole once all succeeded)."""
     target = Path(target)
     tmp = target.with_name(f".{target.name}.partial")
@@ -134,7 +138,7 @@ def extract_all(archives: list[str | Path], target: str | Path) -> Path:
         shutil.rmtree(tmp)
     try:
         for archive in archives:
-            extract_into(archive, tmp)
+            extract_into(archive, tmp, show)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -139,7 +139,7 @@ def build_cache(
     ``jpeg_device`` (``"cuda"``, ``"cpu"``): decode the RGB and grayscale JPEGs with torchvision
     on that device (see the module's docstring); ``None``: PIL for every file.
     """
-    from tqdm import tqdm
+    from ..progress import progress
 
     root = Path(root)
     n = len(manifest)
@@ -152,7 +152,7 @@ def build_cache(
     with atomic_path(out_npy, suffix=".npy") as tmp_npy:
         arr = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.uint8,
                                         shape=(n, center_crop, center_crop, 3))
-        bar = tqdm(total=n, desc=f"cache {Path(out_npy).stem}", unit="img", disable=not progress)
+        bar = progress(total=n, desc=f"cache {Path(out_npy).stem}", unit="img", disable=not progress)
         dev_rows, pil_rows = np.flatnonzero(on_device), np.flatnonzero(~on_device)
         for rows, images in (
             (dev_rows, _torchvision_jpegs([paths[i] for i in dev_rows], resize, center_crop, jpeg_device or "cpu")),

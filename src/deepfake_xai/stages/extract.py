@@ -18,4 +18,4 @@ def run(args: argparse.Namespace) -> None:
     from ..data.archive import extract_all, list_archives
 
     archives = list_archives(args.archives)
-    print(f"extracted {len(archives)} archive(s) into {extract_all(archives, args.out)}")
+    print(f"extracted {len(archives)} archive(s) into {extract_all(archives, args.out, show=not args.quiet)}")

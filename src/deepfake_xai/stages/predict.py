@@ -35,5 +35,5 @@ def run(args: argparse.Namespace) -> None:
     preds = predict_parts(weights=args.weights, settings=args.settings_json,
                           cache=ImageCache(args.cache, args.cache_index), manifest=manifest, parts=args.parts,
                           batch_size=args.batch_size or inference_batch_size(args.settings_json),
-                          threads=args.threads, device=args.device)
+                          threads=args.threads, device=args.device, show=not args.quiet)
     write_predictions(preds, args.parts, args.out, args.combined)

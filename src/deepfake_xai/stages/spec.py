@@ -62,14 +62,23 @@ class Option:
 
     def add_to(self, parser: argparse.ArgumentParser) -> None:
         if self.switch:
-            parser.add_argument(self.flag, action="store_true", help=self.help)
+            parser.add_argument(self.flag, action="store_true", help=self.help.replace("%", "%%"))
             return
-        kwargs = {"help": self.help, "nargs": self.nargs, "choices": self.choices, "metavar": self.metavar}
+        # argparse formats help with %: a literal one (the "95% intervals") is doubled
+        kwargs = {"help": (self.help + self._default_text()).replace("%", "%%"), "nargs": self.nargs,
+                  "choices": self.choices, "metavar": self.metavar}
         if self.type is not None:
             kwargs["type"] = self.type
         if not self.positional:
             kwargs.update(default=self.default, required=self.required)
         parser.add_argument(self.flag, **{k: v for k, v in kwargs.items() if v is not None or k == "default"})
+
+    def _default_text(self) -> str:
+        """`` (default: X)`` for --help, where a default exists and the help does not say it already."""
+        if self.positional or self.default in (None, [], ()) or "default" in self.help:
+            return ""
+        shown = " ".join(map(str, self.default)) if isinstance(self.default, (list, tuple)) else self.default
+        return f" (default: {shown})"
 
     def argv(self, value: Any) -> list[str]:
         """The command-line words that give this option ``value`` (none for None or a false switch)."""

@@ -62,5 +62,5 @@ def run(args: argparse.Namespace) -> None:
         preds = predict_parts(weights=Path(args.out_dir) / "model.safetensors", settings=args.settings_json,
                               cache=cache, manifest=manifest, parts=args.parts,
                               batch_size=inference_batch_size(args.settings_json), threads=args.threads,
-                              device=args.device, validation=bool(args.validation))
+                              device=args.device, validation=bool(args.validation), show=not args.quiet)
         write_predictions(preds, args.parts, args.predictions, args.combined, args.validation)

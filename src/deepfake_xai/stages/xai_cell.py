@@ -154,6 +154,7 @@ def run(args: argparse.Namespace) -> None:
     from ..explain.assess import assess_cascade, assess_cell, nan_to_none, robustness_subset
     from ..explain.bulk import read_maps
     from ..io import write_json
+    from ..progress import progress
     from ..runtime import crop_batch, explained_model
 
     settings = args.settings_json
@@ -169,16 +170,27 @@ def run(args: argparse.Namespace) -> None:
     pick = robustness_subset(len(preds["image_id"]), args.robustness_images, args.seed)
     ids = [str(preds["image_id"][i]) for i in pick]
     test_crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(ids))), size).numpy()
+    bar = progress(total=4, desc="explanation quality", unit="part", disable=args.quiet, step=25)
+    bar.set_postfix(now="faithfulness, localization, sanity, robustness")
     result = assess_cell(runner=runner, layer=layer, cell=cell, boxes=boxes, settings=settings,
                          n_images=args.n_images, steps=args.steps, keep=args.keep,
                          road_percentiles=args.road_percentiles, seed=args.seed, test_crops=test_crops,
                          test_labels=np.asarray(preds["label"])[pick], jpeg_qualities=args.jpeg, scales=args.scales,
                          batch_size=args.batch_size, robustness_images=args.robustness_images,
                          threshold=args.threshold, replacements=args.replacements)
+    bar.set_postfix(done="scores", now="cascading randomization")
+    bar.update()
     result["cascade"] = assess_cascade(runner=runner, layer=layer, cell=cell, n_images=args.cascade_images,
                                        batch_size=args.batch_size, seed=args.seed)
+    bar.set_postfix(done="cascade", now="drift under sharing")
+    bar.update()
     result["sharing_drift"] = _drift(args, runner, layer, cell, manifest, cache, settings, size)
+    bar.set_postfix(done="drift", now="controlled check")
+    bar.update()
     result["controlled"] = _controlled(args, runner, layer, cell, manifest, preds, cache, settings, size)
+    bar.set_postfix(done="controlled check")
+    bar.update()
+    bar.close()
     result.update({"model": args.model, "train_set": args.train_set, "test_set": args.test_set})
     write_json(args.out, nan_to_none(result))
     print(_summary(result, args.out))
