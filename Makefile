@@ -40,8 +40,8 @@ lint: install
 ## make lock: constraints.txt again from pyproject.toml and requirements/lock.in (every package pinned;
 ## pip-compile resolves through pip, so it sees the same indexes and wheels as `make install`)
 lock:
-	@test -x .venv-tools/bin/pip-compile || ($(PYTHON) -m venv .venv-tools && .venv-tools/bin/pip install --quiet pip-tools)
-	.venv-tools/bin/pip-compile --quiet --extra workflow --extra test --strip-extras --no-emit-index-url \
+	@test -x .venv-tools/bin/pip-compile || ($(PYTHON) -m venv .venv-tools && .venv-tools/bin/pip install --quiet pip-tools==7.7.0)
+	.venv-tools/bin/pip-compile --quiet --allow-unsafe --extra workflow --extra test --strip-extras --no-emit-index-url \
 	    --no-emit-find-links --constraint requirements/lock.in --output-file constraints.txt pyproject.toml
 
 clean:

@@ -99,3 +99,27 @@ def test_a_large_read_allocates_little_beyond_its_output(tmp_path, monkeypatch):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 1.2 * out.nbytes, (peak, out.nbytes)
+
+
+def test_a_job_refuses_a_cache_its_settings_do_not_describe(tmp_path):
+    """A cache of 32 px images given to a job whose settings say center_crop 64 (e.g. a `dvc exp run -S
+    settings.m.center_crop=64` that params.yaml's cache name does not follow): refused, both named."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    import pandas as pd
+
+    from deepfake_xai.data.cache import CacheMismatch, ImageCache
+
+    np.save(tmp_path / "c.npy", np.zeros((2, 32, 32, 3), np.uint8))
+    pd.DataFrame({"image_id": ["a", "b"], "row": [0, 1]}).to_parquet(tmp_path / "c.parquet")
+    cache = ImageCache(tmp_path / "c.npy", tmp_path / "c.parquet")
+    assert cache.check_settings({"center_crop": 32}) is cache
+    with pytest.raises(CacheMismatch, match="holds 32 x 32 px images, but the settings ask for center_crop 64"):
+        cache.check_settings({"center_crop": 64})
+    out = subprocess.run([sys.executable, "-m", "deepfake_xai", "train", "--cache", str(tmp_path / "c.npy"),
+                          "--cache-index", str(tmp_path / "c.parquet"), "--manifest", str(tmp_path / "m.parquet"),
+                          "--dataset", "d", "--settings-json", '{"arch": "resnet10t", "center_crop": 64}',
+                          "--train-set", "presocial", "--out-dir", str(tmp_path / "o")], capture_output=True, text=True)
+    assert out.returncode != 0 and "Traceback" not in out.stderr and "ask for center_crop 64" in out.stderr

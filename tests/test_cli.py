@@ -79,3 +79,11 @@ def test_a_job_log_gets_lines_and_a_terminal_a_bar(tmp_path, forced):
         assert b"\r" not in raw and b"synthesize: 100%" in raw
     else:
         assert b"\r" in raw
+
+
+def test_progress_off_means_off(tmp_path, capsys):
+    """progress=False silences the bar (the module's function once shadowed callers' own `progress` flag)."""
+    from deepfake_xai.data.synth import SynthConfig, generate
+
+    generate(tmp_path / "d", SynthConfig(real=4, image_size=32), progress=False)
+    assert "synthesize" not in capsys.readouterr().err

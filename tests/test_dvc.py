@@ -347,3 +347,21 @@ def test_push_delete_pull_restores_weights_and_snakemake_has_nothing_to_do(repro
     sh(clone, "snakemake", "--touch", "--cores", "1", "--configfile", "tiny.yaml")  # the documented step
     dry = run_snakemake(clone, "-n", "--configfile", "tiny.yaml")
     assert "Nothing to be done" in dry.stdout + dry.stderr, planned_jobs(dry.stdout)
+
+
+def test_dvc_exp_run_sets_a_model_setting_that_reaches_the_job_and_exp_show_lists_the_cells(repro):
+    """DVC's own habit: `dvc exp run -S settings.<model>.<key>=value` edits params.yaml, the stages that
+    track that model's settings re-run, and the job reads the new value (the stages read their settings
+    from params.yaml itself, @params.yaml#settings/<model>); `dvc exp show` lists every cell's metrics."""
+    wd, _ = repro
+    sh(wd, "git", "add", "-A")
+    sh(wd, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "before the experiment", check=False)
+    run = sh(wd, "dvc", "exp", "run", "-n", "lr-test", "-S", "settings.efficientnet_b0.lr=1e-5")
+    ran = ran_stages(run.stdout + run.stderr)
+    assert "train@efficientnet_b0-presocial" in ran and "train@mnasnet_100-presocial" not in ran, ran
+    summary = json.loads((wd / "results/tiny/models/efficientnet_b0/presocial/train.json").read_text())
+    assert summary["settings"]["lr"] == 1e-5  # DVC writes 1e-05, a YAML 1.2 float
+    shown = json.loads(sh(wd, "dvc", "exp", "show", "--json").stdout)
+    text = json.dumps(shown)
+    assert "lr-test" in text and "results/tiny/metrics/efficientnet_b0/presocial/presocial.json" in text
+    assert '"balanced_accuracy"' in text

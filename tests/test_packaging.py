@@ -1,8 +1,8 @@
 """The project installs as documented: environment.yml mirrors pyproject.toml, CI calls make test."""
 
 import re
-
 import tomllib
+
 import yaml
 from conftest import REPO
 from packaging.requirements import Requirement
@@ -83,7 +83,7 @@ def test_the_lock_is_complete_and_is_what_is_installed():
     from importlib import metadata
 
     pins = _lock()
-    own = {"deepfake-xai", "pip", "setuptools", "wheel"}
+    own = {"deepfake-xai", "pip", "wheel"}  # the project itself and the installer
     installed = {_canonical(d.metadata["Name"]): d.version for d in metadata.distributions()}
     unpinned = sorted(set(installed) - set(pins) - own)
     assert not unpinned, f"installed but not in constraints.txt: {unpinned}"

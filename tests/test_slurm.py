@@ -8,6 +8,7 @@ is not available. Every daemon the test started is stopped by its PID."""
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -152,6 +153,46 @@ def test_profile_requests_gpus_for_gpu_rules_only():
     assert profile["set-resources"]["cache"]["slurm_partition"] == profile["set-resources"]["train"]["slurm_partition"]
 
 
+def local_rules() -> set[str]:
+    """The rules that run where Snakemake runs (``localrule: True`` in workflow/rules)."""
+    import re
+
+    text = "\n".join(p.read_text() for p in (REPO / "workflow/rules").glob("*.smk"))
+    blocks = re.finditer(r"^[ \t]*rule (\w+):\n(.*?)(?=^[ \t]*rule |\Z)", text, re.M | re.S)
+    return {m.group(1) for m in blocks if re.search(r"^\s+localrule: True", m.group(2), re.M)}
+
+
+def planned_submissions(dry_run: str) -> dict[str, int]:
+    """What a cluster run of a dry run's plan submits: each group job once, and each job of a rule that
+    is not local and in no group (jobs inside a group are indented under its 'Group job' line)."""
+    import re
+    from collections import Counter
+
+    local = local_rules() | {"all"}
+    count = Counter(m.group(1) for m in re.finditer(r"^rule (\w+):", dry_run, re.M) if m.group(1) not in local)
+    count["group"] = len(re.findall(r"Group job \w+", dry_run))
+    return dict(count)
+
+
+def test_the_paper_grid_submits_at_most_60_jobs(tmp_path):
+    """The full TrueFace grid (8 models x 5 train sets, 200 cells, 8 explained cells) planned with the
+    real profile on a generated stand-in tree: one group job per trained model (its training and the
+    GPU jobs that read its weights), the manifest and the cache; the 200 metrics cells, the montage
+    and the reports run locally."""
+    from deepfake_xai.data.synth import SynthConfig, generate
+
+    generate(tmp_path / "standin", SynthConfig(real=8), progress=False)
+    (tmp_path / "standin.yaml").write_text(f"data:\n  root: {tmp_path / 'standin'}\n")
+    proc = subprocess.run([str(Path(os.sys.executable).with_name("snakemake")), "-n", "--workflow-profile",
+                           str(REPO / "workflow/profiles/slurm"), "--configfile", "config/trueface.yaml",
+                           str(tmp_path / "standin.yaml")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    planned = planned_submissions(proc.stdout + proc.stderr)
+    assert planned == {"group": 40, "manifest": 1, "cache": 1}, planned
+    assert sum(planned.values()) <= 60
+    assert {"metrics", "montage", "report", "xai_report", "download", "pretrained"} <= local_rules()
+
+
 class _Resources(dict):
     __getattr__ = dict.__getitem__
 
@@ -187,15 +228,18 @@ def _test_profile(dst: Path) -> Path:
         if rule in GPU_RULES:
             res["gpu"] = 0
     profile["set-threads"] = {k: 1 for k in profile["set-threads"]}
-    profile.update({"jobs": 2, "latency-wait": 5, "slurm-init-seconds-before-status-checks": 2,
+    # one test node of 2 CPUs and no GPU: a group job (a model's training, heatmaps, scores) must fit it, so
+    # its parallel jobs are stacked in series by the core limit as they are by the GPU limit on a real cluster
+    profile.update({"cores": 2, "jobs": 2, "latency-wait": 5, "slurm-init-seconds-before-status-checks": 2,
                     "max-status-checks-per-second": 10, "seconds-between-status-checks": 2,
-                    "slurm-status-command": "squeue", "slurm-no-account": True})
+                    "slurm-status-command": "squeue", "slurm-no-account": True,
+                    "slurm-keep-successful-logs": True})  # read by the test: what ran in each submission
     dst.mkdir(parents=True)
     (dst / "config.yaml").write_text(yaml.safe_dump(profile))
     return dst
 
 
-def test_tiny_cell_on_slurm_equals_a_local_run_and_a_failure_fails(slurm, tmp_path):
+def test_tiny_grid_on_slurm_submits_grouped_jobs_equals_a_local_run_and_a_failure_fails(slurm, tmp_path):
     cluster = copy_repo(tmp_path / "cluster")
     local = copy_repo(tmp_path / "local")
     for wd in (cluster, local):
@@ -207,24 +251,37 @@ def test_tiny_cell_on_slurm_equals_a_local_run_and_a_failure_fails(slurm, tmp_pa
     reference = subprocess.Popen([str(Path(os.sys.executable).with_name("snakemake")), CELL, "--cores", "1",
                                   "--configfile", "tiny.yaml"], cwd=local, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True)
-    proc = subprocess.run([str(Path(os.sys.executable).with_name("snakemake")), CELL, "--workflow-profile",
-                           str(profile), "--configfile", "tiny.yaml"], cwd=cluster, env=slurm,
-                          capture_output=True, text=True, timeout=420)
+    # the whole tiny grid (4 trainings, 20 cells, 4 explained cells): what it submits is grouped
+    snakemake = str(Path(os.sys.executable).with_name("snakemake"))
+    dry = subprocess.run([snakemake, "-n", "--workflow-profile", str(profile), "--configfile", "tiny.yaml"],
+                         cwd=cluster, env=slurm, capture_output=True, text=True, timeout=120)
+    planned = planned_submissions(dry.stdout + dry.stderr)
+    assert planned == {"synthesize": 1, "extract": 1, "manifest": 1, "cache": 1, "group": 4}, planned
+    proc = subprocess.run([snakemake, "--workflow-profile", str(profile), "--configfile", "tiny.yaml"], cwd=cluster,
+                          env=slurm, capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    assert "Job " in proc.stderr + proc.stdout and "submitted" in (proc.stderr + proc.stdout).lower()
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    assert len(set(submitted)) == len(submitted) == sum(planned.values()), (submitted, planned)
+    # each trained model's GPU work ran in its one allocation: its training, heatmaps and their scores
+    job_logs = [Path(p) if Path(p).is_absolute() else cluster / p
+                for p in re.findall(r"has been submitted with SLURM jobid \d+ \(log: ([^)]+)\)", log)]
+    texts = [p.read_text() for p in job_logs if p.is_file()]
+    assert len(texts) == len(submitted), job_logs
+    assert sum("rule train" in t and "rule explain" in t and "rule xai_metrics" in t for t in texts) == 2, job_logs
+    assert (cluster / "reports/tiny/xai/ranking.md").exists()
     elapsed = time.perf_counter() - t0
     assert reference.wait(timeout=420) == 0, reference.stderr.read()[-3000:]
     assert json.loads((cluster / CELL).read_text()) == json.loads((local / CELL).read_text())
-    print(f"SLURM run of {CELL}: {elapsed:.1f} s")
+    print(f"SLURM run of the tiny grid: {elapsed:.1f} s, {len(submitted)} submissions")
 
-    # a failing job must end the run with an error, not hang
+    # a failing SLURM job must end the run with an error, not hang: the manifest replaced by bytes that
+    # are no Parquet file, so the cache job (submitted) fails reading it
     (cluster / CELL).unlink()
-    # (its predictions replaced by bytes that are no Parquet file: the metrics job itself fails)
-    predictions = cluster / CELL.replace("/metrics/", "/predictions/").replace(".json", ".parquet")
-    predictions.write_bytes(b"not a parquet file")
-    proc = subprocess.run([str(Path(os.sys.executable).with_name("snakemake")), CELL, "--workflow-profile",
-                           str(profile), "--configfile", "tiny.yaml", "--retries", "0"], cwd=cluster, env=slurm,
-                          capture_output=True, text=True, timeout=240)
+    (cluster / "results/tiny/manifest.parquet").write_bytes(b"not a parquet file")
+    proc = subprocess.run([snakemake, CELL, "--workflow-profile", str(profile), "--configfile", "tiny.yaml",
+                           "--retries", "0"], cwd=cluster, env=slurm, capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0
-    assert "Error in rule metrics" in proc.stdout + proc.stderr
+    assert "has been submitted with SLURM jobid" in proc.stdout + proc.stderr
+    assert "Error in rule cache" in proc.stdout + proc.stderr
     assert not (cluster / CELL).exists()

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .data.cache import CacheMismatch
 from .explain.catalog import SINGLE_IMAGE_METHODS
 from .explain.catalog import names as method_names
 from .names import platforms
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     plumbing.claim_gpu(args)
     try:
         args.func(args)
-    except (FileNotFoundError, ModelError) as err:  # a wrong path, layer or weights file: named, no traceback
+    except (FileNotFoundError, ModelError, CacheMismatch) as err:  # a wrong path, layer, weights or cache: named
         raise SystemExit(f"error: {err}") from None
 
 

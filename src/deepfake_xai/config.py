@@ -283,7 +283,7 @@ def download_archives(config: dict) -> dict[str, dict]:
             check_path_name(name, f"data.download[{i}].name")
         else:
             name = PurePosixPath(urlparse(entry["url"]).path).name
-            if not PATH_NAME.match(name):
+            if not PATH_NAME.fullmatch(name):
                 raise ValueError(f"data.download[{i}]: the url {entry['url']!r} ends in no usable file name "
                                  f"({name!r}); give the entry a name: (letters, digits, '_', '.', '+', '-')")
         if name in out:
@@ -300,7 +300,7 @@ PATH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 
 def check_path_name(value, key: str) -> None:
     """A clear error for a name that cannot be one path component, naming the config key."""
-    if not isinstance(value, str) or not PATH_NAME.match(value):
+    if not isinstance(value, str) or not PATH_NAME.fullmatch(value):
         raise ValueError(f"{key}: {value!r} is not a usable name: it becomes one folder or file name in the "
                          "results, so use letters, digits, '_', '.', '+' or '-', starting with a letter or digit "
                          "(no '/', no '..')")

@@ -43,10 +43,13 @@ def declared_requirements() -> list:
 
 def check_packages() -> list[Check]:
     checks = []
-    major, minor = sys.version_info[:2]
-    checks.append(Check("OK" if (major, minor) >= (3, 10) else "FAIL", "python",
-                        f"{sys.version.split()[0]} ({sys.executable})"
-                        + ("" if (major, minor) >= (3, 10) else "; needs 3.10 or newer (3.11 tested)")))
+    from packaging.specifiers import SpecifierSet
+
+    wanted = SpecifierSet(md.metadata("deepfake-xai").get("Requires-Python") or "")
+    here = ".".join(map(str, sys.version_info[:3]))
+    ok = wanted.contains(here)
+    checks.append(Check("OK" if ok else "FAIL", "python", f"{sys.version.split()[0]} ({sys.executable})"
+                        + ("" if ok else f"; needs {wanted} (pyproject.toml)")))
     for req, optional in declared_requirements():
         name = req.name
         try:

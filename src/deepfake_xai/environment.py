@@ -1,5 +1,5 @@
 """The software a result was made with: the versions of every package that shapes a number (torch,
-torchvision, timm, numpy, Pillow, grad-cam, scikit-learn, scipy, this project) and this project's
+torchvision, timm, numpy, Pillow, grad-cam, scipy, this project) and this project's
 commit, recorded in each train.json, metrics file and report. Read from the installed packages'
 metadata, without importing them (a metrics job stays light)."""
 
@@ -11,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 
 # Distribution names, as pip knows them.
-PACKAGES = ("torch", "torchvision", "timm", "numpy", "pillow", "grad-cam", "scikit-learn", "scipy", "deepfake-xai")
+PACKAGES = ("torch", "torchvision", "timm", "numpy", "pillow", "grad-cam", "scipy", "deepfake-xai")
 
 
 def git_commit(cwd: str | Path = ".") -> str:

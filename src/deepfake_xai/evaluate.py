@@ -35,7 +35,7 @@ def predict_parts(*, weights: str | Path, settings: dict, cache, manifest: pd.Da
     are made by source image)."""
     import torch
 
-    from .progress import progress
+    from .progress import progress_bar
     from .runtime import Batches, Runner, load_trained, pick_device
     from .sets import PRESOCIAL, select
 
@@ -49,7 +49,7 @@ def predict_parts(*, weights: str | Path, settings: dict, cache, manifest: pd.Da
         rows = select(manifest, part, split)
         batches = Batches(cache, cache.rows_for(rows["image_id"]), rows["label"].to_numpy(), batch_size,
                           prefetch=int(settings.get("loader_workers", 2)), pin=runner.cuda)
-        probs, _ = runner.predict(progress(batches, desc=f"predict {key}", unit="batch", disable=not show))
+        probs, _ = runner.predict(progress_bar(batches, desc=f"predict {key}", unit="batch", disable=not show))
         preds = rows[["image_id", "label", "generator", "psi", "platform", SOURCE_COLUMN]].copy()
         preds["prob"] = probs
         out[key] = preds[PRED_COLUMNS + [SOURCE_COLUMN]]

@@ -76,7 +76,7 @@ class _Off(Lines):
         self.closed = True
 
 
-def progress(iterable: Iterable | None = None, *, disable: bool = False, **kwargs):
+def progress_bar(iterable: Iterable | None = None, *, disable: bool = False, **kwargs):
     """A tqdm bar on a terminal, :class:`Lines` elsewhere, nothing with ``disable`` (tqdm's keywords)."""
     if disable:
         return _Off(iterable, **kwargs)

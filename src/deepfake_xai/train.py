@@ -272,12 +272,12 @@ def _augmentation(job: Job, b: int, gen: torch.Generator) -> tuple[torch.Tensor 
 
 def _train_epoch(job: Job, epoch: int, batches: Batches, gen: torch.Generator) -> dict:
     """One pass over the epoch's batches; the loss, accuracy, images and learning rate it ended with."""
-    from .progress import progress
+    from .progress import progress_bar
 
     runner, settings, epochs = job.runner, job.settings, int(job.settings["epochs"])
     runner.model.train()
     loss_sum, correct, seen, lr = 0.0, 0, 0, None
-    bar = progress(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not job.progress, mininterval=2.0)
+    bar = progress_bar(batches, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not job.progress, mininterval=2.0)
     for step_in_epoch, (x, y) in enumerate(bar):
         step = (epoch - 1) * job.steps_per_epoch + step_in_epoch
         lr = lr_at(step, job.total_steps, settings, job.steps_per_epoch)

@@ -31,6 +31,8 @@ if SYNTHESIZED:
 if DOWNLOADED:
 
     rule download:
+        # network I/O: a cluster's login node has the network its compute nodes may lack
+        localrule: True
         output:
             paths.archive("{dataset}", "{archive}"),
         params:

@@ -3,6 +3,8 @@
 
 
 rule metrics:
+    # sub-second (numpy on one predictions file): on a cluster it runs where Snakemake runs, no queueing
+    localrule: True
     input:
         predictions=paths.predictions(DATASET, "{model}", "{train_set}", "{test_set}"),
     output:

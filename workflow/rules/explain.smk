@@ -41,6 +41,8 @@ rule explain:
 
 
 rule montage:
+    # seconds of image tiling: runs where Snakemake runs
+    localrule: True
     priority: EXPLANATION_PRIORITY
     input:
         maps=lambda wc: [paths.maps(DATASET, m, wc.train_set, wc.test_set)

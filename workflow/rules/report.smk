@@ -5,6 +5,8 @@
 
 
 rule report:
+    # seconds of tables and figures: runs where Snakemake runs
+    localrule: True
     input:
         metrics=metrics_files(),
         train=[paths.train_summary(DATASET, m, tr) for m, tr in PAIRS],

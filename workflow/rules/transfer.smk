@@ -35,6 +35,8 @@ rule transfer_predict:
 
 
 rule transfer_pool:
+    # sub-second file concatenation: runs where Snakemake runs
+    localrule: True
     input:
         lambda wc: [paths.transfer_predictions(DATASET, wc.target, wc.model, wc.train_set, p)
                     for p in data_cfg(wc.target)["parts"]],
@@ -57,6 +59,8 @@ rule transfer_pool:
 
 
 rule transfer_metrics:
+    # sub-second: runs where Snakemake runs
+    localrule: True
     input:
         predictions=paths.transfer_predictions(DATASET, "{target}", "{model}", "{train_set}", "{test_set}"),
     output:

@@ -38,6 +38,8 @@ rule xai_metrics:
 
 
 rule xai_report:
+    # seconds of tables and figures from the xai files: runs where Snakemake runs
+    localrule: True
     priority: EXPLANATION_PRIORITY
     input:
         **spectrum_cache(),

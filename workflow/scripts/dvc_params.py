@@ -80,7 +80,7 @@ def _training(config: dict, ds: str) -> tuple[dict, dict, dict]:
         files = [paths.predictions(ds, model, train_set, t) for t in predicted]
         combined = sets.COMBINED in predicted
         pairs[_key(model, train_set)] = {
-            "model": model, "train_set": train_set, "cache": cache, "settings_json": _json(s),
+            "model": model, "train_set": train_set, "cache": cache,
             "predictions": " ".join(files[:-1] if combined else files),
             "combined": f"--combined {files[-1]}" if combined else "",
             "rows": "" if (rows := dxcfg.protocol_rows(config, train_set)) is None else f"--train-rows '{_json(rows)}'",
@@ -119,7 +119,7 @@ def _transfer(config: dict, ds: str, settings: dict) -> dict[str, dict]:
         files = [paths.transfer_predictions(ds, name, model, train_set, t) for t in predicted]
         combined = sets.COMBINED in predicted
         out["transfer_predict"][_key(name, model, train_set)] = {
-            "target": name, "model": model, "train_set": train_set, "cache": cache, "settings_json": _json(s),
+            "target": name, "model": model, "train_set": train_set, "cache": cache,
             "parts": " ".join(p for p in predicted if p != sets.COMBINED),
             "outs": " ".join(files[:-1] if combined else files),
             "combined": f"--combined {files[-1]}" if combined else "",
@@ -135,8 +135,8 @@ def _transfer(config: dict, ds: str, settings: dict) -> dict[str, dict]:
 def _explanations(config: dict, ds: str, pairs: dict) -> tuple[dict, dict, dict]:
     """The explained cells, the montages per (train set, test set) and activation maximization per model."""
     cells = dxcfg.explain_cells(config)
-    explain = {_key(m, tr, te): {"model": m, "train_set": tr, "test_set": te, "cache": pairs[_key(m, tr)]["cache"],
-                                 "settings_json": pairs[_key(m, tr)]["settings_json"]} for m, tr, te in cells}
+    explain = {_key(m, tr, te): {"model": m, "train_set": tr, "test_set": te, "cache": pairs[_key(m, tr)]["cache"]}
+               for m, tr, te in cells}
     montages = {}
     for m, tr, te in cells:
         entry = montages.setdefault(_key(tr, te), {"train_set": tr, "test_set": te, "models": [], "maps": []})

@@ -81,7 +81,7 @@ def _lands_inside(root: str, path: Path) -> bool:
 def extract_into(archive: str | Path, target: str | Path, show: bool = True) -> None:
     """Extract one archive (tar, tar.gz/bz2/xz, zip) into ``target`` after checking every member
     (``show``: a progress bar over the members)."""
-    from ..progress import progress
+    from ..progress import progress_bar
 
     archive, target = Path(archive), Path(target)
     target.mkdir(parents=True, exist_ok=True)
@@ -89,7 +89,7 @@ def extract_into(archive: str | Path, target: str | Path, show: bool = True) -> 
         with zipfile.ZipFile(archive) as zf:
             check_zip(archive, zf)
             root = os.path.realpath(target)
-            for info in progress(zf.infolist(), desc=f"extract {archive.name}", unit="file", disable=not show):
+            for info in progress_bar(zf.infolist(), desc=f"extract {archive.name}", unit="file", disable=not show):
                 # no links come from the zip itself; where each member lands is checked anyway
                 if not _lands_inside(root, target / info.filename):
                     raise UnsafeArchiveError(f"{archive}: member {info.filename!r} lands outside the target folder")
@@ -97,7 +97,7 @@ def extract_into(archive: str | Path, target: str | Path, show: bool = True) -> 
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
             check_tar(archive, tf)
-            for member in progress(tf.getmembers(), desc=f"extract {archive.name}", unit="file", disable=not show):
+            for member in progress_bar(tf.getmembers(), desc=f"extract {archive.name}", unit="file", disable=not show):
                 tf.extract(member, target, filter="data")
     else:
         raise UnsafeArchiveError(f"{archive}: not a tar or zip archive")

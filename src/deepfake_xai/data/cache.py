@@ -139,7 +139,7 @@ def build_cache(
     ``jpeg_device`` (``"cuda"``, ``"cpu"``): decode the RGB and grayscale JPEGs with torchvision
     on that device (see the module's docstring); ``None``: PIL for every file.
     """
-    from ..progress import progress
+    from ..progress import progress_bar
 
     root = Path(root)
     n = len(manifest)
@@ -152,7 +152,7 @@ def build_cache(
     with atomic_path(out_npy, suffix=".npy") as tmp_npy:
         arr = np.lib.format.open_memmap(tmp_npy, mode="w+", dtype=np.uint8,
                                         shape=(n, center_crop, center_crop, 3))
-        bar = progress(total=n, desc=f"cache {Path(out_npy).stem}", unit="img", disable=not progress)
+        bar = progress_bar(total=n, desc=f"cache {Path(out_npy).stem}", unit="img", disable=not progress)
         dev_rows, pil_rows = np.flatnonzero(on_device), np.flatnonzero(~on_device)
         for rows, images in (
             (dev_rows, _torchvision_jpegs([paths[i] for i in dev_rows], resize, center_crop, jpeg_device or "cpu")),
@@ -174,6 +174,10 @@ def build_cache(
 READ_CHUNK = 512  # rows per memory-map read in ImageCache.read
 
 
+class CacheMismatch(ValueError):
+    """A cache that is not the one the job's settings describe."""
+
+
 class ImageCache:
     """Read side of the cache: uint8 (N, C, C, 3) memory map plus ``image_id`` -> row."""
 
@@ -188,6 +192,17 @@ class ImageCache:
             raise ValueError(f"{self.index_path} lists {len(index)} images but {self.npy} holds "
                              f"{len(self.array)}: delete both and rebuild the cache")
         self.rows = pd.Series(index["row"].to_numpy(), index=index["image_id"].to_numpy())
+
+    def check_settings(self, settings: dict) -> ImageCache:
+        """Refuse a cache whose images are not the settings' ``center_crop`` (a model trained or explained
+        on another preprocessing than its settings record). Returns the cache."""
+        crop = int(settings.get("center_crop") or self.array.shape[1])
+        if self.array.shape[1:3] != (crop, crop):
+            raise CacheMismatch(f"{self.npy} holds {self.array.shape[1]} x {self.array.shape[2]} px images, but the "
+                             f"settings ask for center_crop {crop}: give the cache built for these settings (after "
+                             "changing resize or center_crop, regenerate params.yaml with dvc_params.py, or let "
+                             "Snakemake build it)")
+        return self
 
     def rows_for(self, image_ids) -> np.ndarray:
         try:

@@ -87,7 +87,7 @@ def download(
 def _fetch(url: str, part: Path, name: str, retries: int, backoff: float, timeout: float, progress: bool) -> bool:
     """Fetch ``url`` into ``part``, resuming from its bytes with a Range request, with retries.
     Returns whether the result keeps bytes from before a request (a resume the server honoured)."""
-    from ..progress import progress
+    from ..progress import progress_bar
 
     last_err: Exception | None = None
     kept_bytes = False
@@ -113,7 +113,7 @@ def _fetch(url: str, part: Path, name: str, retries: int, backoff: float, timeou
                     offset, kept_bytes = 0, False  # a plain 200: the server ignored Range, start over
                     length = resp.headers.get("Content-Length")
                     total = int(length) if length else None
-                with open(part, mode) as fh, progress(
+                with open(part, mode) as fh, progress_bar(
                     total=total, initial=offset, unit="B", unit_scale=True,
                     desc=name, disable=not progress,
                 ) as bar:

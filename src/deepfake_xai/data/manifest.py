@@ -367,7 +367,7 @@ def _table_rows(root: Path, table: Path, reader: Reader) -> list[tuple[Path, Pat
 
 def _inspected(root: Path, parsed: list, *, workers: int, verify: str, max_pixels: int, progress: bool) -> list:
     """(header metadata, None) or (None, the reason it was rejected) for each file, read in threads."""
-    from ..progress import progress
+    from ..progress import progress_bar
 
     def inspect(item):
         rel, _ = item
@@ -377,7 +377,7 @@ def _inspected(root: Path, parsed: list, *, workers: int, verify: str, max_pixel
             return None, str(err)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        return list(progress(pool.map(inspect, parsed), total=len(parsed), desc="read headers",
+        return list(progress_bar(pool.map(inspect, parsed), total=len(parsed), desc="read headers",
                          unit="file", disable=not progress))
 
 

@@ -63,7 +63,7 @@ def share_folder(
     Output names get the platform's suffix and extension (``_FB.jpg`` etc.). Returns the written paths.
     """
     from ..io import write_bytes
-    from ..progress import progress
+    from ..progress import progress_bar
 
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
@@ -72,7 +72,7 @@ def share_folder(
     if not files:
         raise ValueError(f"no images ({', '.join(layout.IMAGE_EXTENSIONS)}) found below {src}")
     written = []
-    for path in progress(files, desc=f"share on {profile.name}", disable=not progress, unit="img"):
+    for path in progress_bar(files, desc=f"share on {profile.name}", disable=not progress, unit="img"):
         out = dst / path.relative_to(src).parent / profile.shared_name(path.stem)
         with Image.open(path) as img:
             write_bytes(out, share(img, profile))

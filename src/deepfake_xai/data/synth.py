@@ -395,7 +395,7 @@ def _write(path: Path, data: bytes) -> None:
 def generate(root: str | Path, cfg: SynthConfig, progress: bool = True) -> Path:
     """Write the dataset below ``root`` (replaced as a whole: built in a temporary folder, then
     renamed, so a killed run never leaves a partial dataset that looks complete)."""
-    from ..progress import progress
+    from ..progress import progress_bar
 
     root = Path(root)
     tmp = root.with_name(f".{root.name}.partial")
@@ -407,7 +407,7 @@ def generate(root: str | Path, cfg: SynthConfig, progress: bool = True) -> Path:
         shared = set() if generator == "controlled" else set(_shared_indices(cfg, generator, psi, n).tolist())
         jobs += [(cfg, tmp, generator, psi, i, i in shared) for i in range(n)]
     evidence = []
-    bar = progress(total=len(jobs), desc="synthesize", unit="img", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="synthesize", unit="img", disable=not progress)
     if cfg.workers > 1:
         with ProcessPoolExecutor(cfg.workers) as pool:
             for rows in pool.map(_write_one, jobs, chunksize=16):

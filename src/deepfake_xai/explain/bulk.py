@@ -67,7 +67,7 @@ def explain_cell(*, model: torch.nn.Module, target_layer: torch.nn.Module, image
     Returns {"maps": {method: float16 array (N, H, W)}, "not_applicable": {method: reason},
     "probs": (N,), "targets": (N,), "seconds": {method: s}}.
     """
-    from ..progress import progress
+    from ..progress import progress_bar
 
     chosen = [get_method(m) for m in methods]
     need_grad = any(m.needs_gradients for m in chosen)
@@ -78,7 +78,7 @@ def explain_cell(*, model: torch.nn.Module, target_layer: torch.nn.Module, image
     probs, tgts = [], []
     guided_model = None
     given = None if isinstance(targets, str) else torch.as_tensor(targets).to(images.device)
-    for start in progress(range(0, len(images), batch_size), desc="explain", unit="batch", disable=not progress):
+    for start in progress_bar(range(0, len(images), batch_size), desc="explain", unit="batch", disable=not progress):
         x = images[start : start + batch_size]
         # a named target comes from the capture's own forward pass (no separate prediction pass)
         chosen_targets = (partial(_target_classes, targets, threshold) if given is None

@@ -92,7 +92,7 @@ def _versions_text(summaries: dict) -> str:
 def readme_text(*, tables, summaries: dict, n_cells: int, out_dir: Path, dataset: str, models: list[str],
                 config_files: list, explain_files: list) -> str:
     """What was run (config, dataset, commit, device, time) and where each table and figure is."""
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     devices = sorted({s.get("device", "?") for s in summaries.values()})
     trained_with = _versions_text(summaries)
     train_s = sum(float(s.get("seconds", 0.0)) for s in summaries.values())

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> None:
     preds = read_prediction_arrays(args.predictions)
     ids = select_sample(preds, args.n_images, args.shared, args.seed, threshold=args.threshold)
     manifest = read_manifest(args.manifest, args.dataset).set_index("image_id")
-    cache = ImageCache(args.cache, args.cache_index)
+    cache = ImageCache(args.cache, args.cache_index).check_settings(args.settings_json)
     crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(ids))), runner.image_size).numpy()
     images = runner.inputs(torch.from_numpy(crops))
     result = explain_cell(model=runner.model, target_layer=layer, images=images,

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> None:
     manifest = read_manifest(args.manifest, args.dataset)
     check_prediction_outputs(args.parts, args.out, args.combined, "--out", part_order(manifest["platform"].unique()))
     preds = predict_parts(weights=args.weights, settings=args.settings_json,
-                          cache=ImageCache(args.cache, args.cache_index), manifest=manifest, parts=args.parts,
+                          cache=ImageCache(args.cache, args.cache_index).check_settings(args.settings_json), manifest=manifest, parts=args.parts,
                           batch_size=args.batch_size or inference_batch_size(args.settings_json),
                           threads=args.threads, device=args.device, show=not args.quiet)
     write_predictions(preds, args.parts, args.out, args.combined)

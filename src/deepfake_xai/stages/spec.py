@@ -12,13 +12,50 @@ from typing import Any
 
 
 def json_object(text: str) -> dict:
-    """An argparse type: a JSON object."""
+    """An argparse type: a JSON object, or ``@FILE#key/key`` for the mapping at that path of a YAML or
+    JSON file (dvc.yaml passes ``@params.yaml#settings/<model>``, so that ``dvc exp run -S`` on
+    params.yaml reaches the job)."""
+    if text.startswith("@"):
+        return _from_file(text[1:])
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
         raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _yaml12_loader():
+    """PyYAML's safe loader with YAML 1.2's floats: DVC writes params.yaml as YAML 1.2 (``lr: 1e-05``),
+    which YAML 1.1 reads as the string '1e-05' (no dot before the exponent)."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+        r"|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+    return Loader
+
+
+def _from_file(ref: str) -> dict:
+    import yaml
+
+    path, _, keys = ref.partition("#")
+    try:
+        value = yaml.load(open(path), Loader=_yaml12_loader())  # noqa: S506 (a safe loader)
+    except (OSError, yaml.YAMLError) as err:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {err}") from None
+    for key in filter(None, keys.split("/")):
+        if not isinstance(value, dict) or key not in value:
+            raise argparse.ArgumentTypeError(f"{path} has no {keys!r} (no {key!r} there)")
+        value = value[key]
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{path}#{keys} is not a mapping")
     return value
 
 

@@ -45,10 +45,10 @@ def run(args: argparse.Namespace) -> None:
     check_prediction_outputs(args.parts, args.predictions, args.combined, "--predictions")
     if args.loader_workers is not None:
         args.settings_json = {**args.settings_json, "loader_workers": args.loader_workers}
+    cache = ImageCache(args.cache, args.cache_index).check_settings(args.settings_json)
     manifest = read_manifest(args.manifest, args.dataset)
     check_prediction_outputs(args.parts, args.predictions, args.combined, "--predictions",
                              part_order(manifest["platform"].unique()))
-    cache = ImageCache(args.cache, args.cache_index)
     summary = train(cache=cache, manifest=manifest, train_set=args.train_set, settings=args.settings_json,
                     out_dir=args.out_dir, threads=args.threads, device=args.device, progress=not args.quiet,
                     model_name=args.model, train_rows=args.train_rows,

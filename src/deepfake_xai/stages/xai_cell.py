@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> None:
     from ..explain.assess import assess_cascade, assess_cell, nan_to_none, robustness_subset
     from ..explain.bulk import read_maps
     from ..io import write_json
-    from ..progress import progress
+    from ..progress import progress_bar
     from ..runtime import crop_batch, explained_model
 
     settings = args.settings_json
@@ -164,13 +164,13 @@ def run(args: argparse.Namespace) -> None:
     size = runner.image_size
     boxes = _boxes(cell, manifest, settings, size)
     preds = read_prediction_arrays(args.predictions)
-    cache = ImageCache(args.cache, args.cache_index)
+    cache = ImageCache(args.cache, args.cache_index).check_settings(settings)
     # only the test images the robustness curves use are read: xai.robustness_images of them, or all
     # (robustness_images: 0, 8 GB of crops for TrueFace's combined test set)
     pick = robustness_subset(len(preds["image_id"]), args.robustness_images, args.seed)
     ids = [str(preds["image_id"][i]) for i in pick]
     test_crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(ids))), size).numpy()
-    bar = progress(total=4, desc="explanation quality", unit="part", disable=args.quiet, step=25)
+    bar = progress_bar(total=4, desc="explanation quality", unit="part", disable=args.quiet, step=25)
     bar.set_postfix(now="faithfulness, localization, sanity, robustness")
     result = assess_cell(runner=runner, layer=layer, cell=cell, boxes=boxes, settings=settings,
                          n_images=args.n_images, steps=args.steps, keep=args.keep,
