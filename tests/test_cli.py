@@ -61,6 +61,10 @@ def test_progress_in_a_log_is_a_plain_line_every_tenth(capsys):
     with Lines(total=None, desc="download", unit="B") as bar:  # unknown total: one line at the end
         bar.update(1234)
     assert capsys.readouterr().err.startswith("download: (1234 B,")
+    bar = Lines(total=4, desc="explanation quality", unit="part", step=25)
+    bar.set_postfix(now="faithfulness")
+    bar.refresh()  # a line before the first (long) part ends
+    assert capsys.readouterr().err == "explanation quality: 0% (0/4 part, 0.0 s); now faithfulness\n"
 
 
 @pytest.mark.parametrize("forced", ["lines", "bar"])

@@ -88,6 +88,19 @@ def test_archive_names_that_share_a_dvc_key_are_refused(tmp_path):
     assert "'a_b.zip' and 'a.b.zip' give one DVC key" in proc.stderr
 
 
+def test_a_model_name_with_a_dot_is_refused_for_dvc_and_its_fix_named(tmp_path):
+    """dvc.yaml tracks ``settings.<model>``: a dotted name would be read as a nested key."""
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    cfg["models"]["vit_small_patch16_224.augreg_in21k"] = {"arch": "vit_small_patch16_224.augreg_in21k"}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, str(REPO / "workflow/scripts/dvc_params.py"), "--config",
+                           str(tmp_path / "m.yaml"), "--out", str(tmp_path / "params.yaml")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode != 0 and not (tmp_path / "params.yaml").exists()
+    assert "models.vit_small_patch16_224.augreg_in21k" in proc.stderr
+    assert "'vit_small_patch16_224_augreg_in21k'" in proc.stderr and "arch:" in proc.stderr
+
+
 @pytest.fixture
 def mirror(tmp_path):
     """Two TrueFace-like zip archives served over HTTP on 127.0.0.1."""

@@ -50,6 +50,10 @@ class Lines:
     def set_postfix(self, **values) -> None:
         self.postfix = "; " + ", ".join(f"{k} {v}" for k, v in values.items())
 
+    def refresh(self) -> None:
+        """Print the current line now (tqdm's name): what a long first step is doing, before any update."""
+        print(self._line(), file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if not self.closed and (not self.total or self.next_pct <= 100):  # the end, unless a line said 100%
             print(self._line(), file=sys.stderr, flush=True)
@@ -71,6 +75,9 @@ class Lines:
 class _Off(Lines):
     def update(self, n: float = 1) -> None:
         self.n += n
+
+    def refresh(self) -> None:
+        pass
 
     def close(self) -> None:
         self.closed = True

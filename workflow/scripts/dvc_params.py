@@ -70,6 +70,11 @@ def _archives(config: dict, ds: str) -> tuple[dict, dict]:
 
 def _training(config: dict, ds: str) -> tuple[dict, dict, dict]:
     """The caches, the (model, train set) training jobs and each model's tracked settings."""
+    for model in config["models"]:
+        if "." in model:  # dvc.yaml tracks settings.<model>: DVC would split the name at its dot
+            raise SystemExit(f"error: models.{model}: DVC parameter paths split at dots, so a model name for "
+                             f"dvc repro cannot hold one; name it {model.replace('.', '_')!r} and keep the timm "
+                             f"name in its arch: key")
     settings = {m: dxcfg.without_speed_keys(dxcfg.model_settings(config, m)) for m in config["models"]}
     caches, pairs = {}, {}
     predicted = dxcfg.predicted_sets(config)

@@ -172,6 +172,7 @@ def run(args: argparse.Namespace) -> None:
     test_crops = crop_batch(torch.from_numpy(cache.read(cache.rows_for(ids))), size).numpy()
     bar = progress_bar(total=4, desc="explanation quality", unit="part", disable=args.quiet, step=25)
     bar.set_postfix(now="faithfulness, localization, sanity, robustness")
+    bar.refresh()  # the longest part: say so in the log before it starts
     result = assess_cell(runner=runner, layer=layer, cell=cell, boxes=boxes, settings=settings,
                          n_images=args.n_images, steps=args.steps, keep=args.keep,
                          road_percentiles=args.road_percentiles, seed=args.seed, test_crops=test_crops,
