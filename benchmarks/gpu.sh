@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU check for issue 10's figures: at most 8 minutes (BUDGET), no network needed.
+# One prepared GPU check (issues 10 and 23): at most 8 minutes (BUDGET), no network needed.
 #
 #   OUT=/some/dir bash benchmarks/gpu.sh              # on a GPU machine, from the repository root
 #   DEVICE=cpu OUT=/tmp/g bash benchmarks/gpu.sh      # rehearsal on a CPU: every step, small sizes
@@ -7,10 +7,14 @@
 # 1. installs what the GPU image lacks (grad-cam, ttach, snakemake and its dependencies) from the
 #    wheels carried in .whl/ (see "Wheels" below), into /tmp/site;
 # 2. prints the figures, quickest and most wanted first: bulk Grad-CAM vs pytorch-grad-cam (fp32 and
-#    bf16), training images/s fed from the cache vs from tensors on the device, evaluation images/s
-#    (eager and torch.compile), cache build images/s with PIL and with nvJPEG;
+#    bf16; efficientnet_b2 and a CLIP ViT-B/16 row), training images/s fed from the cache vs from
+#    tensors on the device, evaluation images/s (eager and torch.compile), cache build images/s with
+#    PIL and with nvJPEG; then every model of config/trueface.yaml at its own settings (training
+#    images/s, the CLIP linear probe's frozen-backbone feature pass, inference images/s) and the paper
+#    grid projected in GPU-hours from those rates (benchmarks/model_rates.py);
 # 3. runs one real training + evaluation + explanation cell through `snakemake` on a synthetic
-#    dataset at 256 px (efficientnet_b2 trained on pre-social, tested on pre-social and combined).
+#    dataset at 256 px (efficientnet_b2 trained on pre-social, tested on pre-social and combined),
+#    with controlled fakes, so its explanation-quality job runs the controlled check too.
 # Every step has a cap and all share BUDGET seconds (default 480): a slow or hung step is stopped and
 # the script goes on; $OUT/steps.txt lists each step as ok, FAILED, STOPPED or SKIPPED.
 # Every figure is also written under $OUT as JSON or text.
@@ -34,10 +38,14 @@ if [ "$DEVICE" = cuda ]; then
   SIZE=256; CROP=224; REAL=1200; FAKE=300; EPOCHS=3; BATCH=64; CORES=16; HM_BATCH=64; HM_REPEATS=10
   TT="--batch 128 --steps 40 --warmup 5 --images 3072 --loader-workers 6"
   ET="--batch 512 --images 8192 --loader-workers 6 --compile"; CT="--images 96 --size 1024 --jpeg-device cuda"
+  VIT=vit_base_patch16_clip_224; MR="--batch 128 --steps 20 --warmup 5 --images 2048 --loader-workers 6"
+  CONTROLLED=128
 else
   SIZE=64; CROP=56; REAL=120; FAKE=30; EPOCHS=1; BATCH=16; CORES=2; HM_BATCH=8; HM_REPEATS=1
   TT="--batch 16 --steps 3 --warmup 1 --images 64 --loader-workers 1 --rounds 1"
   ET="--batch 64 --images 128 --loader-workers 1"; CT="--images 8 --size 256 --jpeg-device cpu"
+  VIT=vit_tiny_patch16_224; MR="--size 64 --batch 8 --steps 2 --warmup 1 --images 32 --loader-workers 1"
+  CONTROLLED=16
 fi
 
 BUDGET=${BUDGET:-480}  # seconds for the whole script (issue 10: fits in 8 minutes; the install takes seconds)
@@ -81,12 +89,12 @@ export PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 # or hung step costs its cap, not the figures after it; skipped and stopped steps are named in $OUT.
 cd "$REPO/benchmarks"
 step "bulk Grad-CAM vs pytorch-grad-cam, fp32" 90 \
-  $PY heatmap_throughput.py --model efficientnet_b2 --size $SIZE --batch $HM_BATCH --repeats $HM_REPEATS \
+  $PY heatmap_throughput.py --model efficientnet_b2 --vit $VIT --size $SIZE --batch $HM_BATCH --repeats $HM_REPEATS \
   --device $DEVICE --json "$OUT/heatmap_throughput.json"
 if [ "$DEVICE" = cuda ]; then
   step "bulk Grad-CAM (bf16 + channels_last) vs pytorch-grad-cam" 90 \
-    $PY heatmap_throughput.py --model efficientnet_b2 --size $SIZE --batch $HM_BATCH --repeats $HM_REPEATS \
-    --device cuda --amp --json "$OUT/heatmap_throughput_amp.json"
+    $PY heatmap_throughput.py --model efficientnet_b2 --vit $VIT --size $SIZE --batch $HM_BATCH --repeats $HM_REPEATS \
+    --device cuda --amp --json "$OUT/heatmap_throughput_amp.json" --profile "$OUT/heatmap_profile.txt"
 fi
 step "training images/s: memory-mapped cache vs tensors already on the device" 120 \
   $PY train_throughput.py --model efficientnet_b2 --size $CROP --cached $SIZE --device $DEVICE $TT \
@@ -95,6 +103,9 @@ step "evaluation images/s from the cache" 180 \
   $PY eval_throughput.py --model efficientnet_b2 --size $CROP --device $DEVICE $ET --json "$OUT/eval_throughput.json"
 step "cache build images/s: PIL processes vs torchvision's JPEG decoder on $DEVICE" 60 \
   $PY cache_throughput.py $CT --json "$OUT/cache_throughput.json"
+step "every paper model's rates and the paper grid in GPU-hours" 180 \
+  $PY model_rates.py --config "$REPO/config/trueface.yaml" --device $DEVICE $MR --json "$OUT/model_rates.json" \
+  --cache-json "$OUT/cache_throughput.json" --heatmap-json "$OUT/heatmap_throughput$([ "$DEVICE" = cuda ] && echo _amp).json"
 
 cd "$REPO"
 # ---- 3. one cell through snakemake, in a copy of the workflow
@@ -105,7 +116,7 @@ cat > "$W/repo/gpu.yaml" <<EOF
 dataset: synthetic
 data:
   source: synthetic
-  synthetic: {image_size: $SIZE, real: $REAL, fake: {stylegan: {"0.5": $FAKE, "0.7": $FAKE}, stylegan2: {"0.5": $FAKE, "1": $FAKE}}}
+  synthetic: {image_size: $SIZE, real: $REAL, fake: {stylegan: {"0.5": $FAKE, "0.7": $FAKE}, stylegan2: {"0.5": $FAKE, "1": $FAKE}}, controlled: $CONTROLLED}
 train: {center_crop: $SIZE, image_size: $CROP, epochs: $EPOCHS, batch_size: $BATCH, max_train_images: null}
 models: {efficientnet_b2: {}}
 train_sets: [presocial]
@@ -113,7 +124,7 @@ test_sets: [presocial, combined]
 grid: [{models: [efficientnet_b2], train_sets: [presocial]}]
 compute: {train_threads: $CORES, predict_threads: $CORES, cache_workers: $CORES, device: $DEVICE}
 explain: {cells: [{train_sets: [presocial], test_sets: [presocial]}], n_images: 64, panels: 2, actmax_steps: 32}
-xai: {n_images: 16, steps: 8}
+xai: {n_images: 16, steps: 8, controlled_images: $CONTROLLED}
 EOF
 R=results/synthetic
 T0=$(date +%s%N)
@@ -144,6 +155,10 @@ for part in ("presocial", "combined"):
         print(f"efficientnet_b2/presocial -> {part}: accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f}, n={m['n']}")
 if x := read("xai_metrics/efficientnet_b2/presocial/presocial.json"):
     print(f"explanation quality: {len(x['methods'])} methods on {x['n_images']} images in {x['seconds']:.1f} s")
+    if c := x.get("controlled"):
+        pg = c["methods"]["oracle"]["pointing_game"]
+        print(f"controlled check: {c['n']} controlled fakes, {sum(c['decided'])} decided by their region; "
+              f"oracle pointing game {sum(pg) / max(len(pg), 1):.2f}")
 PYEOF
 rm -rf "$W"
 

@@ -37,6 +37,22 @@ def timed(fn, repeats: int, cuda: bool) -> tuple[float, object]:
     return (time.perf_counter() - t0) / repeats, out
 
 
+def profile(fn, cuda: bool, out: Path) -> None:
+    """torch.profiler's table of one bulk call, the 25 costliest operators by device time (CPU time on
+    a CPU), written to ``out``."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities, record_shapes=False) as prof:
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="cuda_time_total" if cuda else "cpu_time_total", row_limit=25)
+    out.write_text(table + "\n")
+    print(f"  profile of one bulk call -> {out}")
+
+
 def row(arch: str, args, dev) -> dict:
     """One model's figures: both rates, their ratio and the largest difference of the maps."""
     from pytorch_grad_cam import GradCAM
@@ -67,6 +83,8 @@ def row(arch: str, args, dev) -> dict:
         return gradcam.from_context(ctx)
 
     t_bulk, mine = timed(bulk, args.repeats, cuda)
+    if args.profile:  # where the bulk path's time goes (issue 23: below 4.5x on efficientnet_b2)
+        profile(bulk, cuda, Path(args.profile).with_suffix(f".{arch}.txt"))
     diff = float((mine.cpu() - torch.from_numpy(ref)).abs().max())
     name = torch.cuda.get_device_name(dev) if cuda else f"cpu ({args.threads} threads)"
     figures = {"model": arch, "layer": layer_name, "size": args.size, "batch": args.batch, "device": name,
@@ -84,6 +102,7 @@ def main() -> None:
     p = parser(__doc__, model="efficientnet_b0", size=64, batch=16)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--amp", action="store_true", help="bulk forward in bf16 + channels_last (CUDA)")
+    p.add_argument("--profile", help="also write torch.profiler's table of one bulk call to PROFILE.<model>.txt")
     p.add_argument("--vit", default="vit_tiny_patch16_224",
                    help="the transformer row (built for --size px; 'none' to leave it out)")
     args = p.parse_args()

@@ -378,7 +378,7 @@ def _classifier_prefix(model: torch.nn.Module) -> str:
 
 
 @torch.no_grad()
-def _features(runner: Runner, cache: ImageCache, rows: np.ndarray, settings: dict) -> torch.Tensor:
+def backbone_features(runner: Runner, cache: ImageCache, rows: np.ndarray, settings: dict) -> torch.Tensor:
     """The frozen backbone's pooled features (what the head reads) of each image, once, center-cropped."""
     model = runner.model.eval()
     feats = []
@@ -397,8 +397,8 @@ def _train_head(job: Job, state: Progress) -> None:
     runner, settings, split = job.runner, job.settings, job.split
     head = runner.model.get_classifier()
     t0 = time.time()
-    train_x = _features(runner, split.cache, split.train_cache_rows, settings)
-    val_x = _features(runner, split.cache, split.val_cache_rows, settings)
+    train_x = backbone_features(runner, split.cache, split.train_cache_rows, settings)
+    val_x = backbone_features(runner, split.cache, split.val_cache_rows, settings)
     state.feature_seconds = time.time() - t0
     print(f"features of {len(train_x)} train and {len(val_x)} val images: {state.feature_seconds:.1f} s", flush=True)
     train_y = torch.from_numpy(split.train_labels.astype(np.int64)).to(runner.device)
