@@ -228,9 +228,10 @@ def _test_profile(dst: Path) -> Path:
         if rule in GPU_RULES:
             res["gpu"] = 0
     profile["set-threads"] = {k: 1 for k in profile["set-threads"]}
-    # one test node of 2 CPUs and no GPU: a group job (a model's training, heatmaps, scores) must fit it, so
-    # its parallel jobs are stacked in series by the core limit as they are by the GPU limit on a real cluster
-    profile.update({"cores": 2, "jobs": 2, "latency-wait": 5, "slurm-init-seconds-before-status-checks": 2,
+    # one test node of 2 CPUs and no GPU: a group job (a model's training, heatmaps, scores) asks for one CPU,
+    # so its parallel jobs are stacked in series by the core limit as they are by the GPU limit on a real
+    # cluster, and the two models' group jobs share the node
+    profile.update({"cores": 1, "jobs": 2, "latency-wait": 5, "slurm-init-seconds-before-status-checks": 2,
                     "max-status-checks-per-second": 10, "seconds-between-status-checks": 2,
                     "slurm-status-command": "squeue", "slurm-no-account": True,
                     "slurm-keep-successful-logs": True})  # read by the test: what ran in each submission
