@@ -1,7 +1,8 @@
 """The workflow on a real single-node SLURM cluster started by the test: munged, slurmctld and slurmd
 on 127.0.0.1 from a slurm.conf written here, jobs submitted by Snakemake's SLURM executor with the
-project's profile (workflow/profiles/slurm). The node has no GPU, so the test's copy of the profile
-sets gpu=0 on the GPU rules (the real profile's --gpus requests are checked in the dry-run test).
+project's profile (workflow/profiles/slurm). The node has two stand-in GPUs: GRES entries backed by
+/dev/null and /dev/zero, which the scheduler counts, allocates and exports (CUDA_VISIBLE_DEVICES) like
+real ones while nothing runs on them, so the profile's --gpus=1 requests are granted and checked.
 
 Installs Debian's slurm-wlm and munge with apt-get when they are missing; skipped only where apt-get
 is not available. Every daemon the test started is stopped by its PID."""
@@ -77,7 +78,8 @@ SchedulerType=sched/backfill
 ReturnToService=2
 MpiDefault=none
 MinJobAge=3600
-NodeName=localhost NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={mem_mb} State=UNKNOWN
+GresTypes=gpu
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={os.cpu_count()} RealMemory={mem_mb} Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -91,11 +93,14 @@ def slurm(tmp_path_factory):
         (d / sub).mkdir()
     # Job steps (srun inside a job) read the default path, not SLURM_CONF: the config goes there
     # unless a cluster configuration already exists on this machine.
-    conf = Path("/etc/slurm/slurm.conf")
-    if conf.exists():
-        pytest.skip(f"{conf} exists: this machine already has a SLURM configuration; not touching it")
+    conf, gres = Path("/etc/slurm/slurm.conf"), Path("/etc/slurm/gres.conf")
+    for path in (conf, gres):
+        if path.exists():
+            pytest.skip(f"{path} exists: this machine already has a SLURM configuration; not touching it")
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(_slurm_conf(d))
+    # two stand-in GPUs: slurmd needs a character device per GPU and only counts and exports them
+    gres.write_text("NodeName=localhost Name=gpu File=/dev/null\nNodeName=localhost Name=gpu File=/dev/zero\n")
     env = {**os.environ, "SLURM_CONF": str(conf)}
     started: list[subprocess.Popen] = []
     try:
@@ -126,6 +131,7 @@ def slurm(tmp_path_factory):
         yield env
     finally:
         conf.unlink(missing_ok=True)
+        gres.unlink(missing_ok=True)
         for proc in reversed(started):
             proc.terminate()
             try:
@@ -218,19 +224,16 @@ def test_profile_gives_gpu_jobs_their_cpus_per_gpu_and_cpu_jobs_their_threads():
 
 
 def _test_profile(dst: Path) -> Path:
-    """The project's SLURM profile adapted to the test cluster: its partition, no account, no GPUs."""
+    """The project's SLURM profile adapted to the test cluster: its partition, no account, one CPU per GPU."""
     profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
     profile["default-resources"].update(slurm_partition="debug", mem_mb=1000)
     profile["default-resources"].pop("slurm_account")
-    for rule, res in profile["set-resources"].items():
-        res.pop("cpus_per_gpu", None)
-        res.update(slurm_partition="debug", mem_mb=1000, runtime=10, cpus_per_task=1)
-        if rule in GPU_RULES:
-            res["gpu"] = 0
+    for res in profile["set-resources"].values():  # the GPU rules keep cpus_per_gpu, as in the real profile
+        res.update(slurm_partition="debug", mem_mb=1000, runtime=10)
+        res["cpus_per_gpu" if "cpus_per_gpu" in res else "cpus_per_task"] = 1
     profile["set-threads"] = {k: 1 for k in profile["set-threads"]}
-    # one test node of 2 CPUs and no GPU: a group job (a model's training, heatmaps, scores) asks for one CPU,
-    # so its parallel jobs are stacked in series by the core limit as they are by the GPU limit on a real
-    # cluster, and the two models' group jobs share the node
+    # one test node of 2 CPUs and 2 GPUs: a group job (a model's training, heatmaps, scores) asks for one
+    # GPU and one CPU, so the two models' group jobs share the node
     profile.update({"cores": 1, "jobs": 2, "latency-wait": 5, "slurm-init-seconds-before-status-checks": 2,
                     "max-status-checks-per-second": 10, "seconds-between-status-checks": 2,
                     "slurm-status-command": "squeue", "slurm-no-account": True,
@@ -273,6 +276,24 @@ def test_tiny_grid_on_slurm_submits_grouped_jobs_equals_a_local_run_and_a_failur
     texts = [p.read_text() for p in job_logs if p.is_file()]
     assert len(texts) == len(submitted), job_logs
     assert sum("rule train" in t and "rule explain" in t and "rule xai_metrics" in t for t in texts) == 2, job_logs
+    # each group job asked for one GPU (--gpus=1) and the scheduler allocated it one; the others none
+    groups = set(re.findall(r"Job [0-9a-f-]{36} has been submitted with SLURM jobid (\d+)", log))
+    assert len(groups) == 2, log[-3000:]
+    spans = []
+    for jobid in submitted:
+        shown = subprocess.run(["scontrol", "-d", "show", "job", jobid], env=slurm, capture_output=True,
+                               text=True).stdout
+        assert "JobState=COMPLETED" in shown, shown
+        if jobid in groups:
+            spans.append(re.search(r"StartTime=(\S+) EndTime=(\S+)", shown).groups())
+            # asked: one GPU, with cpus_per_gpu; allocated (JOB_GRES): one of the node's two
+            assert "TresPerJob=gres:gpu:1" in shown and "CpusPerTres=gres:gpu:1" in shown, shown
+            assert re.search(r"^\s*JOB_GRES=gpu:1$", shown, re.M), shown
+        else:
+            assert "gpu" not in shown.lower(), shown
+    # the GPU limit is per submitted job (gpu a local resource): the two models' groups ran at the same time,
+    # one GPU each, instead of queueing behind one cluster-wide GPU
+    assert max(start for start, _ in spans) < min(end for _, end in spans), spans
     assert (cluster / "reports/tiny/xai/ranking.md").exists()
     elapsed = time.perf_counter() - t0
     assert reference.wait(timeout=420) == 0, reference.stderr.read()[-3000:]
