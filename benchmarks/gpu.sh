@@ -38,7 +38,7 @@ if [ "$DEVICE" = cuda ]; then
   SIZE=256; CROP=224; REAL=1200; FAKE=300; EPOCHS=3; BATCH=64; CORES=16; HM_BATCH=64; HM_REPEATS=10
   TT="--batch 128 --steps 40 --warmup 5 --images 3072 --loader-workers 6"
   ET="--batch 512 --images 8192 --loader-workers 6 --compile"; CT="--images 96 --size 1024 --jpeg-device cuda"
-  VIT=vit_base_patch16_clip_224; MR="--batch 128 --steps 20 --warmup 5 --images 2048 --loader-workers 6"
+  VIT=vit_base_patch16_clip_224; MR="--batch 128 --steps 10 --warmup 3 --images 1536 --loader-workers 6"
   CONTROLLED=128
 else
   SIZE=64; CROP=56; REAL=120; FAKE=30; EPOCHS=1; BATCH=16; CORES=2; HM_BATCH=8; HM_REPEATS=1
@@ -103,9 +103,9 @@ step "evaluation images/s from the cache" 180 \
   $PY eval_throughput.py --model efficientnet_b2 --size $CROP --device $DEVICE $ET --json "$OUT/eval_throughput.json"
 step "cache build images/s: PIL processes vs torchvision's JPEG decoder on $DEVICE" 60 \
   $PY cache_throughput.py $CT --json "$OUT/cache_throughput.json"
-step "every paper model's rates and the paper grid in GPU-hours" 180 \
+step "every paper model's rates and the paper grid in GPU-hours" 120 \
   $PY model_rates.py --config "$REPO/config/trueface.yaml" --device $DEVICE $MR --json "$OUT/model_rates.json" \
-  --cache-json "$OUT/cache_throughput.json" --heatmap-json "$OUT/heatmap_throughput$([ "$DEVICE" = cuda ] && echo _amp).json"
+  --cache-json "$OUT/cache_throughput.json" --heatmap-json "$OUT/heatmap_throughput.json"  # fp32: explain.amp is off by default
 
 cd "$REPO"
 # ---- 3. one cell through snakemake, in a copy of the workflow

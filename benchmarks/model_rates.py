@@ -121,21 +121,26 @@ def first_rate(path: str | None, pick) -> float | None:
 
 def projection(config: dict, rates: dict[str, dict], args) -> dict:
     """GPU-seconds of the grid from the measured rates: each training's epochs (or its one feature
-    pass), its validation each epoch and BN recalibration, its test predictions, the caches, heatmaps."""
+    pass), its validation each epoch and BN recalibration, its test and pre-social validation
+    predictions, the explained cells' robustness curves, the caches, the heatmaps; ``left_out`` names
+    what is not counted."""
     counts = part_images(config, args.manifest)
     parts = list(counts)
 
     def images(train_set: str, split: str) -> int:
         members = parts if train_set == sets.COMBINED else [train_set]
-        return sum(counts[p][split] for p in members if p in counts)
+        return sum(counts[p][split] for p in members)
 
     test_images = sum(c["test"] for c in counts.values())
-    seconds = {"training": 0.0, "validation": 0.0, "test predictions": 0.0}
-    missing = []
+    seconds = {"training": 0.0, "validation": 0.0, "predictions (test, pre-social val)": 0.0}
+    missing, left_out = [], ["activation maximization, cascading randomization, drift, controlled check (seconds per cell)"]
     for model, train_set in dxcfg.training_pairs(config):
         r, s = rates.get(model), dxcfg.model_settings(config, model)
         if r is None or "error" in r:
             missing.append(f"{model}/{train_set}")
+            continue
+        if train_set not in parts and train_set != sets.COMBINED:  # a protocol: a part less held-out fakes
+            missing.append(f"{model}/{train_set} (a protocol)")
             continue
         n_train, n_val, epochs = images(train_set, "train"), images(train_set, "val"), int(s["epochs"])
         if r["frozen_backbone"]:
@@ -144,20 +149,35 @@ def projection(config: dict, rates: dict[str, dict], args) -> dict:
             seconds["training"] += epochs * n_train / r["train_images_per_s"]
             recal = int(s.get("bn_recalibration") or 0)
             seconds["validation"] += epochs * (n_val + recal) / r["inference_images_per_s"]
-        seconds["test predictions"] += test_images / r["inference_images_per_s"]
+        # the training job predicts every test image and the pre-social validation images (calibration)
+        seconds["predictions (test, pre-social val)"] += (
+            (test_images + counts.get(sets.PRESOCIAL, {}).get("val", 0)) / r["inference_images_per_s"])
+    # the explained cells' robustness curves: the cell's test images (xai.robustness_images, 0: all),
+    # clean and at every JPEG quality and scale, at the model's measured inference rate
+    passes = 1 + len(config["xai"]["jpeg_qualities"]) + len(config["xai"]["scales"])
+    for model, train_set, test_set in dxcfg.explain_cells(config):
+        r = rates.get(model)
+        if r is None or "error" in r:
+            missing.append(f"robustness of {model}/{train_set}/{test_set}")
+            continue
+        n = images(test_set, "test")
+        n = min(n, config["xai"]["robustness_images"]) if config["xai"]["robustness_images"] else n
+        seconds["robustness curves"] = seconds.get("robustness curves", 0.0) + passes * n / r["inference_images_per_s"]
     total_images = sum(sum(c.values()) for c in counts.values())
     caches = {dxcfg.cache_name(dxcfg.model_settings(config, m)) for m in config["models"]}
-    pil = first_rate(args.cache_json, lambda rs: max(r["images_per_s"] for r in rs if r["decoder"] == "PIL"))
-    gpu_jpeg = first_rate(args.cache_json,
-                          lambda rs: max(r["images_per_s"] for r in rs if r["decoder"].startswith("torchvision-cuda")))
-    if pil:  # pre-social PNGs through PIL processes; the shared JPEGs through nvJPEG when measured
-        png = sum(c for p, cs in counts.items() if p == "presocial" for c in cs.values())
-        seconds["caches"] = len(caches) * (png / pil + (total_images - png) / (gpu_jpeg or pil))
+    def cache_rate(fmt: str, decoder: str):
+        return first_rate(args.cache_json, lambda rs: max(r["images_per_s"] for r in rs
+                                                          if r["format"] == fmt and r["decoder"].startswith(decoder)))
+
+    png_rate, jpeg_rate = cache_rate("PNG", "PIL"), cache_rate("JPEG", "torchvision-cuda") or cache_rate("JPEG", "PIL")
+    if png_rate and jpeg_rate:  # pre-social PNGs through PIL processes; the shared JPEGs through nvJPEG if measured
+        png = sum(counts.get(sets.PRESOCIAL, {}).values())
+        seconds["caches"] = len(caches) * (png / png_rate + (total_images - png) / jpeg_rate)
     gradcam = first_rate(args.heatmap_json, lambda d: d["bulk_images_per_s"])
     if gradcam:
         maps = len(dxcfg.explain_cells(config)) * int(config["explain"]["n_images"]) * len(config["explain"].get("methods") or default_methods())
         seconds["heatmaps (at Grad-CAM's rate)"] = maps / gradcam
-    return {"images": counts, "seconds": seconds, "not_measured": missing, "caches": sorted(caches),
+    return {"images": counts, "seconds": seconds, "not_measured": missing, "left_out": left_out, "caches": sorted(caches),
             "gpu_hours": sum(seconds.values()) / 3600}
 
 
@@ -203,10 +223,12 @@ def main() -> None:
     print(f"\nprojected grid of {args.config} ({len(dxcfg.training_pairs(config))} trainings; images from {source}) "
           f"on {card}:")
     for part, seconds in proj["seconds"].items():
-        print(f"  {part:<30} {seconds / 3600:7.2f} h")
-    print(f"  {'total':<30} {proj['gpu_hours']:7.2f} h on this device (target on an H100: <= 2)")
+        print(f"  {part:<36} {seconds / 3600:7.2f} h")
+    print(f"  {'total':<36} {proj['gpu_hours']:7.2f} h on this device (target on an H100: <= 2)")
     if proj["not_measured"]:
         print(f"  not in the total (no rate): {', '.join(proj['not_measured'])}")
+    for left in proj["left_out"]:
+        print(f"  not in the total: {left}")
     for left in ("caches", "heatmaps (at Grad-CAM's rate)"):
         if left not in proj["seconds"]:
             print(f"  not in the total: {left} (pass --{'cache' if left == 'caches' else 'heatmap'}-json)")

@@ -287,8 +287,9 @@ def test_tiny_grid_on_slurm_submits_grouped_jobs_equals_a_local_run_and_a_failur
         if jobid in groups:
             spans.append(re.search(r"StartTime=(\S+) EndTime=(\S+)", shown).groups())
             # asked: one GPU, with cpus_per_gpu; allocated (JOB_GRES): one of the node's two
-            assert "TresPerJob=gres:gpu:1" in shown and "CpusPerTres=gres:gpu:1" in shown, shown
-            assert re.search(r"^\s*JOB_GRES=gpu:1$", shown, re.M), shown
+            # (SLURM 22.05 writes gres:gpu:1, later releases gres/gpu:1)
+            assert re.search(r"TresPerJob=gres[:/]gpu:1\b", shown) and re.search(r"CpusPerTres=gres[:/]gpu:1\b", shown), shown
+            assert re.search(r"^\s*JOB_GRES=gpu(:\w+)?:1\b", shown, re.M), shown
         else:
             assert "gpu" not in shown.lower(), shown
     # the GPU limit is per submitted job (gpu a local resource): the two models' groups ran at the same time,
