@@ -75,16 +75,22 @@ def test_params_yaml_in_the_repo_matches_the_default_config(tmp_path):
         "params.yaml is stale: run python workflow/scripts/dvc_params.py --config config/config.yaml"
 
 
+def refused_params(tmp_path: Path, cfg: dict) -> subprocess.CompletedProcess:
+    """dvc_params.py run on ``cfg``: it must fail and write no params.yaml; its output is returned."""
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, str(REPO / "workflow/scripts/dvc_params.py"), "--config",
+                           str(tmp_path / "m.yaml"), "--out", str(tmp_path / "params.yaml")],
+                          cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode != 0 and not (tmp_path / "params.yaml").exists(), proc.stdout
+    return proc
+
+
 def test_archive_names_that_share_a_dvc_key_are_refused(tmp_path):
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["dataset"] = "mirror"
     cfg["data"].update(source="trueface", download=[{"url": "https://m/a.b.zip", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"},
                                                     {"url": "https://m/a_b.zip", "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}])
-    (tmp_path / "m.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, str(REPO / "workflow/scripts/dvc_params.py"), "--config",
-                           str(tmp_path / "m.yaml"), "--out", str(tmp_path / "params.yaml")],
-                          cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode != 0 and not (tmp_path / "params.yaml").exists()
+    proc = refused_params(tmp_path, cfg)
     assert "'a_b.zip' and 'a.b.zip' give one DVC key" in proc.stderr
 
 
@@ -92,11 +98,7 @@ def test_a_model_name_with_a_dot_is_refused_for_dvc_and_its_fix_named(tmp_path):
     """dvc.yaml tracks ``settings.<model>``: a dotted name would be read as a nested key."""
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg["models"]["vit_small_patch16_224.augreg_in21k"] = {"arch": "vit_small_patch16_224.augreg_in21k"}
-    (tmp_path / "m.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, str(REPO / "workflow/scripts/dvc_params.py"), "--config",
-                           str(tmp_path / "m.yaml"), "--out", str(tmp_path / "params.yaml")],
-                          cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode != 0 and not (tmp_path / "params.yaml").exists()
+    proc = refused_params(tmp_path, cfg)
     assert "models.vit_small_patch16_224.augreg_in21k" in proc.stderr
     assert "'vit_small_patch16_224_augreg_in21k'" in proc.stderr and "arch:" in proc.stderr
 
