@@ -270,8 +270,6 @@ def explain_cells(config: dict) -> list[tuple[str, str, str]]:
     return list(wanted)
 
 
-
-
 def download_archives(config: dict) -> dict[str, dict]:
     """``data.download`` keyed by each archive's file name (its ``name``, else the URL's last path
     part). Two entries with one name would download into one file, the second replacing the first,

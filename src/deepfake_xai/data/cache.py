@@ -199,9 +199,9 @@ class ImageCache:
         crop = int(settings.get("center_crop") or self.array.shape[1])
         if self.array.shape[1:3] != (crop, crop):
             raise CacheMismatch(f"{self.npy} holds {self.array.shape[1]} x {self.array.shape[2]} px images, but the "
-                             f"settings ask for center_crop {crop}: give the cache built for these settings (after "
-                             "changing resize or center_crop, regenerate params.yaml with dvc_params.py, or let "
-                             "Snakemake build it)")
+                                f"settings ask for center_crop {crop}: give the cache built for these settings (after "
+                                "changing resize or center_crop, regenerate params.yaml with dvc_params.py, or let "
+                                "Snakemake build it)")
         return self
 
     def rows_for(self, image_ids) -> np.ndarray:

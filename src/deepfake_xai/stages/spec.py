@@ -47,7 +47,8 @@ def _from_file(ref: str) -> dict:
 
     path, _, keys = ref.partition("#")
     try:
-        value = yaml.load(open(path), Loader=_yaml12_loader())  # noqa: S506 (a safe loader)
+        with open(path) as fh:
+            value = yaml.load(fh, Loader=_yaml12_loader())  # noqa: S506 (a safe loader)
     except (OSError, yaml.YAMLError) as err:
         raise argparse.ArgumentTypeError(f"cannot read {path}: {err}") from None
     for key in filter(None, keys.split("/")):
